@@ -1,0 +1,66 @@
+"""`sage-image list`: the catalog as a table or JSON."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..console import Console
+from .model import Catalog, as_plain, load_catalog
+
+
+def add_catalog_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--catalog", type=Path, default=None, metavar="FILE",
+                        help="catalog YAML to use (default: the one shipped with sage-image)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_command, add_json_flag
+
+    p = add_command(sub, "list", help="show the catalog: every image it defines and where it goes",
+                    example="sage-image list --json | jq '.images[].name'")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_list)
+
+
+def catalog_images(catalog: Catalog) -> list[dict[str, Any]]:
+    """Every (release, variant, arch) the catalog allows, with its name and sites."""
+    images = []
+    for release in catalog.releases.values():
+        for variant in catalog.variants:
+            for arch in catalog.variant_arches(variant):
+                if arch not in release.arches:
+                    continue
+                images.append({
+                    "name": catalog.image_name(release=release.name, variant=variant, arch=arch),
+                    "release": release.name, "variant": variant, "arch": arch,
+                    "sites": [s.name for s in catalog.sites.values() if arch in s.arches],
+                })
+    return images
+
+
+def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    catalog = load_catalog(args.catalog)
+    images = catalog_images(catalog)
+    if console.json_mode:
+        console.json({
+            "catalog": str(catalog.path), "images": images,
+            "releases": as_plain(catalog.releases), "variants": as_plain(catalog.variants),
+            "sites": {k: as_plain(v) | {"disk_format": catalog.site_kinds[v.kind].disk_format}
+                      for k, v in catalog.sites.items()},
+            "sources": as_plain(catalog.sources),
+        })
+        return 0
+    console.table(["IMAGE", "RELEASE", "VARIANT", "ARCH", "SITES"],
+                  [(i["name"], i["release"], i["variant"], i["arch"], ",".join(i["sites"]))
+                   for i in images])
+    console.result("")
+    console.table(["SITE", "KIND", "FORMAT", "ARCHES", "CLOUD"],
+                  [(s.name, s.kind, catalog.site_kinds[s.kind].disk_format, ",".join(s.arches),
+                    s.cloud) for s in catalog.sites.values()])
+    console.result("")
+    console.table(["SOURCE", "COMMIT", "URL"],
+                  [(s.name, s.commit[:12], s.url) for s in catalog.sources.values()])
+    return 0

@@ -1,0 +1,405 @@
+"""The catalog: typed, frozen configuration parsed and validated in one place.
+
+Every error names the file, the line and the setting, e.g.
+``catalog.yaml:57: variants.sage.elements[2]: unknown element 'virtual-wagle' (did you mean 'sage'?)``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from ..errors import ConfigError
+from .elements import known_elements
+
+DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
+FAMILIES = ("ubuntu", "debian")
+DISK_FORMATS = ("qcow2", "raw")
+COMPRESSIONS = ("zlib", "zstd")
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+NAME_FIELDS = ("os", "arch_suffix", "release", "variant", "arch", "version")
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    dib_arch: str
+    qemu_arch: str
+    elements: tuple[str, ...]
+    suffix: str
+
+
+@dataclass(frozen=True)
+class Release:
+    name: str
+    family: str
+    element: str
+    version: str
+    arches: tuple[str, ...]
+    mirrors: Mapping[str, str]
+    security_mirror: str | None = None
+    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def os_label(self) -> str:
+        """``Ubuntu22.04`` / ``Debian12``: the form Chameleon's image names use."""
+        return f"{self.family.title()}{self.version}"
+
+
+@dataclass(frozen=True)
+class Cuda:
+    version: str
+    ubuntu_repo: str
+    ubuntu_keyring: str
+    debian_packages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    description: str
+    parent: str | None
+    elements: tuple[str, ...]
+    sources: tuple[str, ...]
+    name_template: str
+    min_free_gb: int
+    checks: tuple[str, ...]
+    arches: tuple[str, ...] | None = None
+    cuda: Cuda | None = None
+
+
+@dataclass(frozen=True)
+class SiteKind:
+    name: str
+    elements: tuple[str, ...]
+    disk_format: str
+
+
+@dataclass(frozen=True)
+class Site:
+    name: str
+    kind: str
+    cloud: str
+    arches: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    url: str
+    commit: str
+
+
+@dataclass(frozen=True)
+class Builder:
+    repo: str
+    compression: str
+    image_size_gb: int | None
+    build_tag: str
+
+
+@dataclass(frozen=True)
+class Catalog:
+    path: Path
+    builder: Builder
+    arches: Mapping[str, Arch]
+    releases: Mapping[str, Release]
+    variants: Mapping[str, Variant]
+    site_kinds: Mapping[str, SiteKind]
+    sites: Mapping[str, Site]
+    sources: Mapping[str, Source]
+
+    def variant_chain(self, name: str) -> tuple[Variant, ...]:
+        """The variant and its ancestors, the root (base) first."""
+        chain: list[Variant] = []
+        current: str | None = name
+        while current is not None:
+            variant = self.variants[current]
+            chain.insert(0, variant)
+            current = variant.parent
+        return tuple(chain)
+
+    def variant_elements(self, name: str) -> tuple[str, ...]:
+        return tuple(e for v in self.variant_chain(name) for e in v.elements)
+
+    def variant_sources(self, name: str) -> tuple[str, ...]:
+        return tuple(s for v in self.variant_chain(name) for s in v.sources)
+
+    def variant_checks(self, name: str) -> tuple[str, ...]:
+        return tuple(c for v in self.variant_chain(name) for c in v.checks)
+
+    def variant_arches(self, name: str) -> tuple[str, ...]:
+        """Arches a variant may be built for: the narrowest restriction along its chain."""
+        allowed = tuple(self.arches)
+        for v in self.variant_chain(name):
+            if v.arches is not None:
+                allowed = tuple(a for a in allowed if a in v.arches)
+        return allowed
+
+    def image_name(self, *, release: str, variant: str, arch: str) -> str:
+        rel = self.releases[release]
+        return self.variants[variant].name_template.format(
+            os=rel.os_label, arch_suffix=self.arches[arch].suffix, release=release,
+            variant=variant, arch=arch, version=rel.version,
+        )
+
+
+def load_catalog(path: Path | None = None) -> Catalog:
+    """Read and validate a catalog file; raise ConfigError naming file, line and setting."""
+    path = Path(path) if path else DEFAULT_CATALOG
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read catalog: {exc.strerror}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _index_lines(node, (), lines)
+    return _Parser(path, lines).catalog(data)
+
+
+def _index_lines(node: yaml.Node, here: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[here] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[here + (key.value,)] = key.start_mark.line + 1
+            _index_lines(value, here + (key.value,), out)
+            out[here + (key.value,)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index_lines(item, here + (i,), out)
+
+
+def _dotted(where: tuple[Any, ...]) -> str:
+    text = ""
+    for part in where:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def did_you_mean(value: str, choices: Iterator[str] | Mapping[str, Any] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+class _Parser:
+    """Turns the raw YAML into dataclasses; every check reports file:line: setting."""
+
+    def __init__(self, path: Path, lines: dict[tuple[Any, ...], int]) -> None:
+        self.path = path
+        self.lines = lines
+
+    # -- error helpers ---------------------------------------------------------------------
+    def fail(self, where: tuple[Any, ...], message: str) -> ConfigError:
+        probe = where
+        while probe and probe not in self.lines:
+            probe = probe[:-1]
+        line = self.lines.get(probe)
+        loc = f"{self.path.name}:{line}" if line else self.path.name
+        return ConfigError(f"{loc}: {_dotted(where)}: {message}",
+                           hint=f"edit {self.path} and run 'sage-image list' to check it")
+
+    def mapping(self, value: Any, where: tuple[Any, ...], *, required: tuple[str, ...] = (),
+                optional: tuple[str, ...] = ()) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(where, f"expected a mapping, got {type(value).__name__}")
+        for key in required:
+            if key not in value:
+                raise self.fail(where, f"missing required setting '{key}'")
+        allowed = required + optional
+        for key in value:
+            if key not in allowed:
+                raise self.fail(where + (key,), f"unknown setting '{key}'{did_you_mean(str(key), allowed)}")
+        return value
+
+    def string(self, value: Any, where: tuple[Any, ...]) -> str:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value:
+            raise self.fail(where, f"expected a non-empty string, got {value!r}")
+        return value
+
+    def strings(self, value: Any, where: tuple[Any, ...]) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(where, f"expected a list, got {type(value).__name__}")
+        return tuple(self.string(v, where + (i,)) for i, v in enumerate(value))
+
+    def choice(self, value: Any, where: tuple[Any, ...], choices: Any, what: str) -> str:
+        text = self.string(value, where)
+        if text not in choices:
+            raise self.fail(where, f"unknown {what} '{text}'{did_you_mean(text, choices)}"
+                                   f" (known: {', '.join(choices)})")
+        return text
+
+    def choices(self, value: Any, where: tuple[Any, ...], choices: Any, what: str) -> tuple[str, ...]:
+        items = self.strings(value, where)
+        for i, item in enumerate(items):
+            self.choice(item, where + (i,), choices, what)
+        return items
+
+    def env(self, value: Any, where: tuple[Any, ...]) -> Mapping[str, str]:
+        raw = self.mapping(value or {}, where, optional=tuple(value or {}))
+        return MappingProxyType({str(k): self.string(v, where + (k,)) for k, v in raw.items()})
+
+    # -- sections ----------------------------------------------------------------------------
+    def catalog(self, data: Any) -> Catalog:
+        top = self.mapping(data, (), required=("schema", "builder", "arches", "releases",
+                                               "variants", "site_kinds", "sites", "sources"))
+        if top["schema"] != 1:
+            raise self.fail(("schema",), f"unsupported schema {top['schema']!r} (this tool reads 1)")
+        elements = known_elements()
+        arches = {k: self.arch(k, v, elements) for k, v in self.mapping(
+            top["arches"], ("arches",), optional=tuple(top["arches"] or {})).items()}
+        sources = {k: self.source(k, v) for k, v in self.section(top, "sources").items()}
+        releases = {k: self.release(k, v, arches, elements)
+                    for k, v in self.section(top, "releases").items()}
+        kinds = {k: self.site_kind(k, v, elements) for k, v in self.section(top, "site_kinds").items()}
+        sites = {k: self.site(k, v, kinds, arches) for k, v in self.section(top, "sites").items()}
+        variants = {k: self.variant(k, v, arches, sources, elements)
+                    for k, v in self.section(top, "variants").items()}
+        self.check_parents(variants)
+        return Catalog(
+            path=self.path, builder=self.builder(top["builder"]),
+            arches=MappingProxyType(arches), releases=MappingProxyType(releases),
+            variants=MappingProxyType(variants), site_kinds=MappingProxyType(kinds),
+            sites=MappingProxyType(sites), sources=MappingProxyType(sources),
+        )
+
+    def section(self, top: dict[str, Any], name: str) -> dict[str, Any]:
+        value = top[name]
+        if not isinstance(value, dict) or not value:
+            raise self.fail((name,), "expected a non-empty mapping")
+        return value
+
+    def builder(self, raw: Any) -> Builder:
+        w = ("builder",)
+        b = self.mapping(raw, w, required=("repo", "compression", "build_tag"),
+                         optional=("image_size_gb",))
+        size = b.get("image_size_gb")
+        if size is not None and (not isinstance(size, int) or size < 1):
+            raise self.fail(w + ("image_size_gb",), f"expected a whole number of GiB, got {size!r}")
+        return Builder(repo=self.string(b["repo"], w + ("repo",)),
+                       compression=self.choice(b["compression"], w + ("compression",),
+                                               COMPRESSIONS, "compression"),
+                       image_size_gb=size, build_tag=self.string(b["build_tag"], w + ("build_tag",)))
+
+    def arch(self, name: str, raw: Any, elements: frozenset[str]) -> Arch:
+        w = ("arches", name)
+        a = self.mapping(raw, w, required=("dib_arch", "qemu_arch", "elements", "suffix"))
+        return Arch(name=name, dib_arch=self.string(a["dib_arch"], w + ("dib_arch",)),
+                    qemu_arch=self.string(a["qemu_arch"], w + ("qemu_arch",)),
+                    elements=self.choices(a["elements"], w + ("elements",), elements, "element"),
+                    suffix=str(a["suffix"] or ""))
+
+    def release(self, name: str, raw: Any, arches: dict[str, Arch],
+                elements: frozenset[str]) -> Release:
+        w = ("releases", name)
+        r = self.mapping(raw, w, required=("family", "element", "version", "arches", "mirrors"),
+                         optional=("security_mirror", "env"))
+        rel_arches = self.choices(r["arches"], w + ("arches",), arches, "arch")
+        mirrors = self.mapping(r["mirrors"], w + ("mirrors",), required=rel_arches,
+                               optional=tuple(arches))
+        for arch, url in mirrors.items():
+            if not re.match(r"^https?://", self.string(url, w + ("mirrors", arch))):
+                raise self.fail(w + ("mirrors", arch), f"mirror must be an http(s) URL, got {url!r}")
+        return Release(
+            name=name, family=self.choice(r["family"], w + ("family",), FAMILIES, "family"),
+            element=self.choice(r["element"], w + ("element",), elements, "element"),
+            version=self.string(r["version"], w + ("version",)), arches=rel_arches,
+            mirrors=MappingProxyType(dict(mirrors)),
+            security_mirror=r.get("security_mirror"), env=self.env(r.get("env"), w + ("env",)),
+        )
+
+    def variant(self, name: str, raw: Any, arches: dict[str, Arch], sources: dict[str, Source],
+                elements: frozenset[str]) -> Variant:
+        w = ("variants", name)
+        v = self.mapping(raw, w, required=("description", "elements", "name", "checks"),
+                         optional=("parent", "sources", "min_free_gb", "arches", "cuda"))
+        template = self.string(v["name"], w + ("name",))
+        try:
+            template.format(**{f: "x" for f in NAME_FIELDS})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise self.fail(w + ("name",), f"bad name template {template!r}: unknown field {exc}"
+                                           f" (fields: {', '.join(NAME_FIELDS)})") from exc
+        return Variant(
+            name=name, description=self.string(v["description"], w + ("description",)),
+            parent=v.get("parent"),
+            elements=self.choices(v["elements"], w + ("elements",), elements, "element"),
+            sources=self.choices(v.get("sources", []), w + ("sources",), sources, "source"),
+            name_template=template, min_free_gb=int(v.get("min_free_gb", 6)),
+            checks=self.strings(v["checks"], w + ("checks",)),
+            arches=(self.choices(v["arches"], w + ("arches",), arches, "arch")
+                    if "arches" in v else None),
+            cuda=self.cuda(v["cuda"], w + ("cuda",)) if "cuda" in v else None,
+        )
+
+    def cuda(self, raw: Any, w: tuple[Any, ...]) -> Cuda:
+        c = self.mapping(raw, w, required=("version", "ubuntu_repo", "ubuntu_keyring",
+                                           "debian_packages"))
+        return Cuda(version=self.string(c["version"], w + ("version",)),
+                    ubuntu_repo=self.string(c["ubuntu_repo"], w + ("ubuntu_repo",)),
+                    ubuntu_keyring=self.string(c["ubuntu_keyring"], w + ("ubuntu_keyring",)),
+                    debian_packages=self.strings(c["debian_packages"], w + ("debian_packages",)))
+
+    def check_parents(self, variants: dict[str, Variant]) -> None:
+        for name, variant in variants.items():
+            seen = {name}
+            parent = variant.parent
+            while parent is not None:
+                if parent not in variants:
+                    raise self.fail(("variants", name, "parent"),
+                                    f"unknown variant '{parent}'{did_you_mean(parent, variants)}")
+                if parent in seen:
+                    raise self.fail(("variants", name, "parent"), "parents form a cycle")
+                seen.add(parent)
+                parent = variants[parent].parent
+
+    def site_kind(self, name: str, raw: Any, elements: frozenset[str]) -> SiteKind:
+        w = ("site_kinds", name)
+        k = self.mapping(raw, w, required=("elements", "disk_format"))
+        return SiteKind(name=name,
+                        elements=self.choices(k["elements"], w + ("elements",), elements, "element"),
+                        disk_format=self.choice(k["disk_format"], w + ("disk_format",),
+                                                DISK_FORMATS, "disk format"))
+
+    def site(self, name: str, raw: Any, kinds: dict[str, SiteKind], arches: dict[str, Arch]) -> Site:
+        w = ("sites", name)
+        s = self.mapping(raw, w, required=("kind", "cloud", "arches"))
+        return Site(name=name, kind=self.choice(s["kind"], w + ("kind",), kinds, "site kind"),
+                    cloud=self.string(s["cloud"], w + ("cloud",)),
+                    arches=self.choices(s["arches"], w + ("arches",), arches, "arch"))
+
+    def source(self, name: str, raw: Any) -> Source:
+        w = ("sources", name)
+        s = self.mapping(raw, w, required=("url", "commit"))
+        commit = self.string(s["commit"], w + ("commit",))
+        if not COMMIT_RE.match(commit):
+            raise self.fail(w + ("commit",), f"pin a full 40-character commit id, got {commit!r}")
+        return Source(name=name, url=self.string(s["url"], w + ("url",)), commit=commit)
+
+
+def as_plain(value: Any) -> Any:
+    """Dataclasses and read-only mappings as plain dicts/lists (for JSON output)."""
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: as_plain(getattr(value, k)) for k in value.__dataclass_fields__}
+    if isinstance(value, Mapping):
+        return {str(k): as_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,103 @@
+"""`sage-image`: the command line. The only place that turns errors into messages and exit codes.
+
+Each stage package contributes its sub-commands through a ``register(subparsers)`` function;
+a sub-command handler takes (args, console) and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from . import __version__
+from .console import Console
+from .errors import CommandError, Interrupted, SageImageError
+
+# Stage modules that add sub-commands, in the order of the pipeline.
+COMMAND_MODULES = (
+    "sage_image.catalog.commands",
+    "sage_image.build.commands",
+)
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sage-image", formatter_class=_Formatter,
+        description="Build, test and publish Chameleon images for Sage users.",
+        epilog="example:\n  sage-image build --release bookworm --variant sage\n\n"
+               "exit codes: 0 success, 1 operation failed, 2 bad input, 130 interrupted",
+    )
+    parser.add_argument("--version", action="version", version=f"sage-image {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="log every command line and show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    import importlib
+
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
+    return parser
+
+
+def add_command(sub: argparse._SubParsersAction, name: str, *, help: str, example: str,
+                description: str | None = None) -> argparse.ArgumentParser:
+    """Add a sub-command whose --help always ends with an example."""
+    return sub.add_parser(name, help=help, description=description or help,
+                          epilog=f"example:\n  {example}", formatter_class=_Formatter)
+
+
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="%(name)s: %(message)s")
+    console = Console(json_mode=getattr(args, "json", False))
+    # SIGTERM takes the same clean-up path as Ctrl-C.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return int(args.func(args, console) or 0)
+    except BrokenPipeError:
+        # `sage-image list | head`: the reader went away; that is not an error of ours.
+        sys.stdout = open("/dev/null", "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
+    except KeyboardInterrupt:
+        return report_error(Interrupted("interrupted; cleaned up"), console, debug=args.debug)
+    except SageImageError as exc:
+        return report_error(exc, console, debug=args.debug)
+
+
+def report_error(exc: SageImageError, console: Console, *, debug: bool) -> int:
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc, file=sys.stderr)
+    if console.json_mode:
+        console.json({"ok": False, "error": exc.message, "hint": exc.hint,
+                      "exit_code": exc.exit_code})
+    print(f"sage-image: error: {exc.message}", file=sys.stderr)
+    details = getattr(exc, "output_tail", "") if isinstance(exc, CommandError) else ""
+    if details and debug:
+        print(details, file=sys.stderr)
+    if exc.hint:
+        print(f"hint: {exc.hint}", file=sys.stderr)
+    return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Typed errors raised by library code; only the CLI turns them into messages and exit codes.
+
+Exit codes (documented in README.md):
+  0  success
+  1  an operation failed (build, boot test, publish ...)
+  2  bad input or a failed pre-flight check (nothing was started)
+  130 interrupted (Ctrl-C / SIGTERM), after cleaning up
+"""
+
+from __future__ import annotations
+
+
+class SageImageError(Exception):
+    """Base of every error the CLI reports as one line (plus an optional hint)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(SageImageError):
+    """The request cannot be carried out as given (unknown name, forbidden combination)."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The catalog (or another configuration file) is malformed."""
+
+
+class PreflightError(UsageError):
+    """A check before the long work failed (root, free disk, mirror)."""
+
+
+class SourceError(UsageError):
+    """An external source cannot be fetched at its pinned commit."""
+
+
+class CommandError(SageImageError):
+    """An external command failed; carries the command line and the tail of its output."""
+
+    def __init__(self, message: str, *, argv: list[str], returncode: int, output_tail: str = "",
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.argv = argv
+        self.returncode = returncode
+        self.output_tail = output_tail
+
+
+class BuildError(SageImageError):
+    """diskimage-builder (or a step around it) failed."""
+
+    def __init__(self, message: str, *, log_path: str | None = None, step: str | None = None,
+                 log_tail: str = "", hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.log_path = log_path
+        self.step = step
+        self.log_tail = log_tail
+
+
+class Interrupted(SageImageError):
+    """The user (or a supervisor) asked us to stop; everything was cleaned up."""
+
+    exit_code = 130
