@@ -25,6 +25,8 @@ DISK_FORMATS = ("qcow2", "raw")
 COMPRESSIONS = ("zlib", "zstd")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_FIELDS = ("os", "arch_suffix", "release", "variant", "arch", "version")
+# Top-level sections owned by later stages (publish, kubernetes ...); each is parsed below.
+OPTIONAL_SECTIONS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,8 @@ class _Parser:
     # -- sections ----------------------------------------------------------------------------
     def catalog(self, data: Any) -> Catalog:
         top = self.mapping(data, (), required=("schema", "builder", "arches", "releases",
-                                               "variants", "site_kinds", "sites", "sources"))
+                                               "variants", "site_kinds", "sites", "sources"),
+                           optional=OPTIONAL_SECTIONS)
         if top["schema"] != 1:
             raise self.fail(("schema",), f"unsupported schema {top['schema']!r} (this tool reads 1)")
         elements = known_elements()
