@@ -61,6 +61,14 @@ class BuildError(SageImageError):
         self.log_tail = log_tail
 
 
+class BootTestError(SageImageError):
+    """A boot test could not boot the image or reach it (QEMU, kernel, SSH); names kept logs."""
+
+    def __init__(self, message: str, *, logs: tuple[str, ...] = (), hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.logs = logs
+
+
 class Interrupted(SageImageError):
     """The user (or a supervisor) asked us to stop; everything was cleaned up."""
 
