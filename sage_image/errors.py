@@ -69,6 +69,15 @@ class BootTestError(SageImageError):
         self.logs = logs
 
 
+class PublishError(SageImageError):
+    """Publishing to one site failed (after rolling that site back)."""
+
+    def __init__(self, message: str, *, site: str, hint: str | None = None) -> None:
+        super().__init__(f"{site}: {message}", hint=hint)
+        self.site = site
+        self.reason = message
+
+
 class Interrupted(SageImageError):
     """The user (or a supervisor) asked us to stop; everything was cleaned up."""
 
