@@ -1,0 +1,124 @@
+"""`sage-image test`: boot a built image in QEMU and run its acceptance checks."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..boot.configdrive import KINDS
+from ..boot.ssh import SshTarget
+from ..console import Console, Progress
+from ..errors import UsageError
+from .results import TestReport, check_line, summary_table
+from .runner import CheckResult
+from .session import Events, TestRequest, test_image
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_command, add_json_flag
+
+    p = add_command(
+        sub, "test", help="boot a built image in QEMU and check it works for a Chameleon user",
+        description="Boot the image (copy-on-write overlay; the image is never modified) with "
+                    "an OpenStack config drive, log in as cc with a throw-away key, run the "
+                    "variant's checks, and write test-results.json into the output folder "
+                    "(publish refuses an image without a pass). Exit 0 only if all pass.",
+        example="sage-image test out/bookworm-sage --junit out/bookworm-sage/junit.xml")
+    p.add_argument("path", type=Path, metavar="PATH_OR_OUTPUT_DIR",
+                   help="a build output folder (manifest.json) or an image file")
+    p.add_argument("--checks", type=_names, default=(), metavar="NAME,...",
+                   help="run only these checks (default: the variant's checks from the catalog)")
+    p.add_argument("--keep-running", action="store_true",
+                   help="leave the VM up after the checks and print the ssh command; Ctrl-C ends")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="also write JUnit XML here")
+    p.add_argument("--firmware", action="store_true",
+                   help="boot through the image's bootloader (BIOS/UEFI) instead of its kernel "
+                        "directly; complete but slow under TCG (minutes)")
+    p.add_argument("--uefi", action="store_true", help="with --firmware on x86_64: UEFI (OVMF)")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                   help="auto: KVM only if a probe boots the image's kernel under it (default)")
+    p.add_argument("--metadata", choices=KINDS, default="configdrive",
+                   help="how metadata reaches cloud-init (default: configdrive, as on Chameleon)")
+    p.add_argument("--format", dest="disk_format", choices=("qcow2", "raw"),
+                   help="which of the output folder's files to boot (default: qcow2, else raw)")
+    p.add_argument("--variant", help="variant of a bare image file (default: base)")
+    p.add_argument("--boot-timeout", type=_seconds, metavar="S",
+                   help="hard limit for the guest to accept SSH (default: 300 direct, 1200 "
+                        "firmware)")
+    p.add_argument("--check-timeout", type=_seconds, metavar="S",
+                   help="hard limit per check (default: each check's own, usually 120)")
+    p.add_argument("--catalog", type=Path, metavar="FILE", help="catalog YAML to use")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_test)
+
+
+def _names(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected NAME[,NAME...]")
+    return names
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return value
+
+
+def cmd_test(args: argparse.Namespace, console: Console) -> int:
+    if args.uefi and not args.firmware:
+        raise UsageError("--uefi only applies with --firmware")
+    request = TestRequest(
+        path=args.path, checks=args.checks, mode="firmware" if args.firmware else "direct",
+        accel=args.accel, metadata=args.metadata, disk_format=args.disk_format,
+        variant=args.variant, boot_timeout=args.boot_timeout, check_timeout=args.check_timeout,
+        uefi=args.uefi, junit=args.junit, catalog=args.catalog)
+    with Progress(console, f"test {args.path}") as progress:
+        events = Events(phase=progress.set_phase,
+                        check_started=lambda c: progress.set_phase(f"check {c.name}"),
+                        check_done=lambda r: _show_check(console, r),
+                        hold=(lambda t: _hold(console, t)) if args.keep_running else None)
+        report = test_image(request, events)
+    _show_report(console, report, args)
+    return 0 if report.passed else 1
+
+
+def _show_check(console: Console, result: CheckResult) -> None:
+    if console.json_mode:
+        return
+    if console.live:
+        print("\r\033[K", end="", file=console.err, flush=True)
+    console.info(check_line(result))
+
+
+def _hold(console: Console, target: SshTarget) -> None:
+    console.info(f"\nVM is running (--keep-running). Log in with:\n  {target.command_line()}\n"
+                 "Press Ctrl-C to stop it and clean up.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        console.info("stopping the VM")
+
+
+def _show_report(console: Console, report: TestReport, args: argparse.Namespace) -> None:
+    if console.json_mode:
+        console.json(report.to_dict())
+        return
+    console.result(summary_table(report))
+    verdict = "PASSED" if report.passed else "FAILED"
+    boot = f"boot {report.boot_seconds:.0f} s, " if report.boot_seconds is not None else ""
+    console.result(f"\n{report.name}: {verdict} ({boot}{report.mode}, {report.accel}; "
+                   f"{len(report.checks) - len(report.failed())}/{len(report.checks)} checks "
+                   "passed)")
+    if report.error:
+        console.warn(f"the guest could not be tested: {report.error}")
+    for log in report.logs:
+        console.info(f"kept log: {log}")
+    if args.junit:
+        console.info(f"JUnit XML: {args.junit}")

@@ -1,0 +1,108 @@
+"""A test run's results: test-results.json (read by publish), JUnit XML (CI), a summary table.
+
+test-results.json follows docs/manifest.md; publish trusts an image only if `passed` is true
+and `tested_sha512` matches the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..console import format_table
+from .runner import CheckResult
+
+RESULTS_NAME = "test-results.json"
+
+
+@dataclass(frozen=True)
+class TestReport:
+    name: str
+    tested_file: str          # relative to the output folder when there is one
+    tested_sha512: str
+    mode: str                 # direct / firmware
+    accel: str                # kvm / tcg
+    checks: tuple[CheckResult, ...]
+    boot_seconds: float | None
+    started: str
+    finished: str
+    error: str | None = None  # why the guest could not be tested at all (boot failure)
+    logs: tuple[str, ...] = ()
+
+    __test__ = False  # not a pytest test class, despite the name
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and bool(self.checks) and all(c.passed for c in self.checks)
+
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": 1, "name": self.name, "tested_file": self.tested_file,
+            "tested_sha512": self.tested_sha512, "passed": self.passed, "mode": self.mode,
+            "accel": self.accel,
+            "checks": [{"name": c.name, "passed": c.passed, "seconds": c.seconds,
+                        "reason": c.reason} for c in self.checks],
+            "boot_seconds": self.boot_seconds, "started": self.started,
+            "finished": self.finished, "error": self.error, "logs": list(self.logs),
+        }
+
+
+def write_results(report: TestReport, path: Path) -> Path:
+    """Write atomically: publish may read the file while a second test is finishing."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def junit_xml(report: TestReport) -> str:
+    suite = ET.Element("testsuite", {
+        "name": f"sage-image test {report.name}", "tests": str(len(report.checks)),
+        "failures": str(len(report.failed())), "errors": "1" if report.error else "0",
+        "time": f"{sum(c.seconds for c in report.checks) + (report.boot_seconds or 0):.2f}",
+        "timestamp": report.started,
+    })
+    props = ET.SubElement(suite, "properties")
+    for key in ("tested_file", "mode", "accel", "boot_seconds"):
+        ET.SubElement(props, "property", {"name": key, "value": str(getattr(report, key))})
+    if report.error:
+        case = ET.SubElement(suite, "testcase", {"classname": report.name, "name": "boot"})
+        ET.SubElement(case, "error", {"message": report.error}).text = "\n".join(report.logs)
+    for check in report.checks:
+        case = ET.SubElement(suite, "testcase", {"classname": report.name, "name": check.name,
+                                                  "time": f"{check.seconds:.2f}"})
+        if not check.passed:
+            ET.SubElement(case, "failure", {"message": check.reason or "failed"})
+        if check.output:
+            ET.SubElement(case, "system-out").text = check.output
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write_junit(report: TestReport, path: Path) -> Path:
+    path.write_text(junit_xml(report))
+    return path
+
+
+def check_line(result: CheckResult) -> str:
+    """The live line printed as each check finishes."""
+    status = "PASS" if result.passed else "FAIL"
+    line = f"  {status}  {result.name:<16} {result.seconds:6.1f}s"
+    return line + (f"  {result.reason}" if result.reason else "")
+
+
+def summary_table(report: TestReport) -> str:
+    rows: Sequence[Sequence[Any]] = [
+        (c.name, "pass" if c.passed else "FAIL", f"{c.seconds:.1f}", c.reason or "")
+        for c in report.checks]
+    return format_table(["CHECK", "RESULT", "SECONDS", "REASON"], rows)
