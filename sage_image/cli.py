@@ -21,6 +21,7 @@ from .errors import CommandError, Interrupted, SageImageError
 COMMAND_MODULES = (
     "sage_image.catalog.commands",
     "sage_image.build.commands",
+    "sage_image.vw.commands",
 )
 
 

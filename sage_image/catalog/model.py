@@ -24,9 +24,13 @@ FAMILIES = ("ubuntu", "debian")
 DISK_FORMATS = ("qcow2", "raw")
 COMPRESSIONS = ("zlib", "zstd")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+K8S_VERSION_RE = re.compile(r"^1\.\d{1,2}$")
+# repo[:tag] where the tag is required, or repo@sha256:digest
+IMAGE_PIN_RE = re.compile(r"^[a-z0-9./_-]+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$")
+QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 NAME_FIELDS = ("os", "arch_suffix", "release", "variant", "arch", "version")
 # Top-level sections owned by later stages (publish, kubernetes ...); each is parsed below.
-OPTIONAL_SECTIONS: tuple[str, ...] = ()
+OPTIONAL_SECTIONS: tuple[str, ...] = ("kubernetes",)
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,61 @@ class Builder:
 
 
 @dataclass(frozen=True)
+class KubeResources:
+    """Requests and limits of one container (Kubernetes quantities, e.g. 100m, 128Mi)."""
+
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+
+
+@dataclass(frozen=True)
+class Kubernetes:
+    """`sage-image vw k8s`: versions to validate against, pinned images, default resources."""
+
+    versions: tuple[str, ...]
+    image_registry: str
+    images: Mapping[str, str]
+    resources: Mapping[str, KubeResources]
+    job_backoff_limit: int
+    volume_size: str
+
+    def resources_for(self, container: str) -> KubeResources:
+        return self.resources.get(container) or self.resources["default"]
+
+
+# `publish.backdate` fields: the production name, the replaced image's build date (YYYYMMDD), its
+# build-timestamp, build-tag and short source commit.
+BACKDATE_FIELDS = ("name", "date", "timestamp", "tag", "commit")
+VISIBILITIES = ("public", "community", "shared", "private")
+FIRMWARE = ("bios", "uefi")
+DURATION_RE = re.compile(r"^(\d+)(d|w|mo|y)$")
+DURATION_DAYS = {"d": 1, "w": 7, "mo": 30, "y": 365}
+
+
+def parse_duration(text: str) -> int:
+    """`30d`, `6w`, `12mo`, `2y` -> days; ValueError on anything else."""
+    match = DURATION_RE.match(str(text).strip())
+    if not match:
+        raise ValueError(f"expected a duration like 30d, 6w, 12mo or 2y, got {text!r}")
+    return int(match.group(1)) * DURATION_DAYS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Publish:
+    """`sage-image publish` / `prune`: naming, visibility and lifecycle of published images."""
+
+    backdate: str = "{name}-{date}"
+    visibility: str = "public"
+    firmware: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    hide_after_days: int = 365
+    delete_after_days: int = 548
+    keep: int = 2
+
+
+@dataclass(frozen=True)
 class Catalog:
     path: Path
     builder: Builder
@@ -117,6 +176,7 @@ class Catalog:
     site_kinds: Mapping[str, SiteKind]
     sites: Mapping[str, Site]
     sources: Mapping[str, Source]
+    kubernetes: Kubernetes | None = None
 
     def variant_chain(self, name: str) -> tuple[Variant, ...]:
         """The variant and its ancestors, the root (base) first."""
@@ -280,6 +340,7 @@ class _Parser:
             arches=MappingProxyType(arches), releases=MappingProxyType(releases),
             variants=MappingProxyType(variants), site_kinds=MappingProxyType(kinds),
             sites=MappingProxyType(sites), sources=MappingProxyType(sources),
+            kubernetes=self.kubernetes(top["kubernetes"]) if "kubernetes" in top else None,
         )
 
     def section(self, top: dict[str, Any], name: str) -> dict[str, Any]:
@@ -393,6 +454,93 @@ class _Parser:
         if not COMMIT_RE.match(commit):
             raise self.fail(w + ("commit",), f"pin a full 40-character commit id, got {commit!r}")
         return Source(name=name, url=self.string(s["url"], w + ("url",)), commit=commit)
+
+    def kubernetes(self, raw: Any) -> Kubernetes:
+        w = ("kubernetes",)
+        k = self.mapping(raw, w, required=("versions", "image_registry", "images", "resources",
+                                           "job_backoff_limit", "volume_size"))
+        versions = self.strings(k["versions"], w + ("versions",))
+        for i, version in enumerate(versions):
+            if not K8S_VERSION_RE.match(version):
+                raise self.fail(w + ("versions", i),
+                                f"expected MAJOR.MINOR like 1.32, got {version!r}")
+        images = self.mapping(k["images"], w + ("images",), optional=tuple(k["images"] or {}))
+        for name, ref in images.items():
+            ref = self.string(ref, w + ("images", name))
+            if not IMAGE_PIN_RE.match(ref) or ref.endswith(":latest"):
+                raise self.fail(w + ("images", name),
+                                f"pin by a tag other than latest, or a digest; got {ref!r}")
+        res = self.mapping(k["resources"], w + ("resources",), required=("default",),
+                           optional=tuple(k["resources"] or {}))
+        backoff = k["job_backoff_limit"]
+        if not isinstance(backoff, int) or isinstance(backoff, bool) or not 0 <= backoff <= 20:
+            raise self.fail(w + ("job_backoff_limit",), f"expected 0..20, got {backoff!r}")
+        return Kubernetes(
+            versions=versions,
+            image_registry=self.string(k["image_registry"], w + ("image_registry",)),
+            images=MappingProxyType(dict(images)),
+            resources=MappingProxyType({n: self.kube_resources(v, w + ("resources", n))
+                                        for n, v in res.items()}),
+            job_backoff_limit=backoff,
+            volume_size=self.quantity(k["volume_size"], w + ("volume_size",)),
+        )
+
+    def kube_resources(self, raw: Any, w: tuple[Any, ...]) -> KubeResources:
+        r = self.mapping(raw, w, required=("requests", "limits"))
+        req = self.mapping(r["requests"], w + ("requests",), required=("cpu", "memory"))
+        lim = self.mapping(r["limits"], w + ("limits",), required=("cpu", "memory"))
+        return KubeResources(
+            cpu_request=self.quantity(req["cpu"], w + ("requests", "cpu")),
+            memory_request=self.quantity(req["memory"], w + ("requests", "memory")),
+            cpu_limit=self.quantity(lim["cpu"], w + ("limits", "cpu")),
+            memory_limit=self.quantity(lim["memory"], w + ("limits", "memory")))
+
+    def quantity(self, value: Any, where: tuple[Any, ...]) -> str:
+        text = self.string(value, where)
+        if not QUANTITY_RE.match(text):
+            raise self.fail(where,
+                            f"expected a Kubernetes quantity like 100m or 128Mi, got {text!r}")
+        return text
+
+
+    def publish(self, raw: Any, arches: dict[str, Arch]) -> Publish:
+        w = ("publish",)
+        p = self.mapping(raw, w, optional=("backdate", "visibility", "firmware", "properties",
+                                           "prune"))
+        backdate = self.string(p.get("backdate", Publish.backdate), w + ("backdate",))
+        try:
+            backdate.format(**{f: "x" for f in BACKDATE_FIELDS})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise self.fail(w + ("backdate",), f"bad scheme {backdate!r}: unknown field {exc}"
+                                               f" (fields: {', '.join(BACKDATE_FIELDS)})") from exc
+        if "{name}" not in backdate:
+            raise self.fail(w + ("backdate",),
+                            f"the scheme must contain {{name}}, got {backdate!r}")
+        firmware = self.mapping(p.get("firmware", {}), w + ("firmware",), optional=tuple(arches))
+        for arch, value in firmware.items():
+            self.choice(value, w + ("firmware", arch), FIRMWARE, "firmware")
+        prune = self.mapping(p.get("prune", {}), w + ("prune",),
+                             optional=("hide_after", "delete_after", "keep"))
+        keep = prune.get("keep", Publish.keep)
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            raise self.fail(w + ("prune", "keep"), f"expected a whole number >= 0, got {keep!r}")
+        return Publish(
+            backdate=backdate,
+            visibility=self.choice(p.get("visibility", "public"), w + ("visibility",),
+                                   VISIBILITIES, "visibility"),
+            firmware=MappingProxyType(dict(firmware)),
+            properties=self.env(p.get("properties"), w + ("properties",)),
+            hide_after_days=self.duration(prune.get("hide_after", "12mo"),
+                                          w + ("prune", "hide_after")),
+            delete_after_days=self.duration(prune.get("delete_after", "18mo"),
+                                            w + ("prune", "delete_after")),
+            keep=keep)
+
+    def duration(self, value: Any, where: tuple[Any, ...]) -> int:
+        try:
+            return parse_duration(self.string(value, where))
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from exc
 
 
 def as_plain(value: Any) -> Any:
