@@ -136,36 +136,6 @@ class Kubernetes:
         return self.resources.get(container) or self.resources["default"]
 
 
-# `publish.backdate` fields: the production name, the replaced image's build date (YYYYMMDD), its
-# build-timestamp, build-tag and short source commit.
-BACKDATE_FIELDS = ("name", "date", "timestamp", "tag", "commit")
-VISIBILITIES = ("public", "community", "shared", "private")
-FIRMWARE = ("bios", "uefi")
-DURATION_RE = re.compile(r"^(\d+)(d|w|mo|y)$")
-DURATION_DAYS = {"d": 1, "w": 7, "mo": 30, "y": 365}
-
-
-def parse_duration(text: str) -> int:
-    """`30d`, `6w`, `12mo`, `2y` -> days; ValueError on anything else."""
-    match = DURATION_RE.match(str(text).strip())
-    if not match:
-        raise ValueError(f"expected a duration like 30d, 6w, 12mo or 2y, got {text!r}")
-    return int(match.group(1)) * DURATION_DAYS[match.group(2)]
-
-
-@dataclass(frozen=True)
-class Publish:
-    """`sage-image publish` / `prune`: naming, visibility and lifecycle of published images."""
-
-    backdate: str = "{name}-{date}"
-    visibility: str = "public"
-    firmware: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    hide_after_days: int = 365
-    delete_after_days: int = 548
-    keep: int = 2
-
-
 @dataclass(frozen=True)
 class Catalog:
     path: Path
@@ -501,46 +471,6 @@ class _Parser:
             raise self.fail(where,
                             f"expected a Kubernetes quantity like 100m or 128Mi, got {text!r}")
         return text
-
-
-    def publish(self, raw: Any, arches: dict[str, Arch]) -> Publish:
-        w = ("publish",)
-        p = self.mapping(raw, w, optional=("backdate", "visibility", "firmware", "properties",
-                                           "prune"))
-        backdate = self.string(p.get("backdate", Publish.backdate), w + ("backdate",))
-        try:
-            backdate.format(**{f: "x" for f in BACKDATE_FIELDS})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise self.fail(w + ("backdate",), f"bad scheme {backdate!r}: unknown field {exc}"
-                                               f" (fields: {', '.join(BACKDATE_FIELDS)})") from exc
-        if "{name}" not in backdate:
-            raise self.fail(w + ("backdate",),
-                            f"the scheme must contain {{name}}, got {backdate!r}")
-        firmware = self.mapping(p.get("firmware", {}), w + ("firmware",), optional=tuple(arches))
-        for arch, value in firmware.items():
-            self.choice(value, w + ("firmware", arch), FIRMWARE, "firmware")
-        prune = self.mapping(p.get("prune", {}), w + ("prune",),
-                             optional=("hide_after", "delete_after", "keep"))
-        keep = prune.get("keep", Publish.keep)
-        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-            raise self.fail(w + ("prune", "keep"), f"expected a whole number >= 0, got {keep!r}")
-        return Publish(
-            backdate=backdate,
-            visibility=self.choice(p.get("visibility", "public"), w + ("visibility",),
-                                   VISIBILITIES, "visibility"),
-            firmware=MappingProxyType(dict(firmware)),
-            properties=self.env(p.get("properties"), w + ("properties",)),
-            hide_after_days=self.duration(prune.get("hide_after", "12mo"),
-                                          w + ("prune", "hide_after")),
-            delete_after_days=self.duration(prune.get("delete_after", "18mo"),
-                                            w + ("prune", "delete_after")),
-            keep=keep)
-
-    def duration(self, value: Any, where: tuple[Any, ...]) -> int:
-        try:
-            return parse_duration(self.string(value, where))
-        except ValueError as exc:
-            raise self.fail(where, str(exc)) from exc
 
 
 def as_plain(value: Any) -> Any:
