@@ -21,7 +21,10 @@ from .errors import CommandError, Interrupted, SageImageError
 COMMAND_MODULES = (
     "sage_image.catalog.commands",
     "sage_image.build.commands",
+    "sage_image.checks.commands",
     "sage_image.vw.commands",
+    "sage_image.publish.commands",
+    "sage_image.localcloud.commands",
 )
 
 
@@ -63,14 +66,18 @@ def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
+def install_sigterm_handler() -> None:
+    """SIGTERM takes the same clean-up path as Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="%(name)s: %(message)s")
     console = Console(json_mode=getattr(args, "json", False))
-    # SIGTERM takes the same clean-up path as Ctrl-C.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    install_sigterm_handler()
     try:
         return int(args.func(args, console) or 0)
     except BrokenPipeError:

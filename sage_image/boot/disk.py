@@ -70,14 +70,18 @@ def read_bytes(disk: DiskInfo, offset: int, length: int) -> bytes:
         with disk.path.open("rb") as f:
             f.seek(offset)
             return f.read(length)
-    first = offset // SECTOR
-    count = (offset + length + SECTOR - 1) // SECTOR - first
-    with tempfile.NamedTemporaryFile(prefix="sage-image-dd-") as out:
-        run(["qemu-img", "dd", "-f", disk.format, "-O", "raw", f"bs={SECTOR}",
-             f"skip={first}", f"count={count}", f"if={disk.path}", f"of={out.name}"], timeout=120)
-        data = Path(out.name).read_bytes()
-    start = offset - first * SECTOR
-    return data[start:start + length]
+    # A raw driver with offset/size over the image reads exactly the range (qemu-img dd's
+    # skip= refuses offsets past the first MiB on QEMU 7.2). Commas in options are doubled.
+    # The range is widened to whole sectors, which the raw driver requires.
+    first = offset // SECTOR * SECTOR
+    size = (offset + length + SECTOR - 1) // SECTOR * SECTOR - first
+    path = str(disk.path.resolve()).replace(",", ",,")
+    opts = f"driver=raw,offset={first},size={size},file.driver={disk.format}," \
+           f"file.file.filename={path}"
+    with tempfile.TemporaryDirectory(prefix="sage-image-read-") as tmp:
+        out = Path(tmp) / "range.raw"
+        run(["qemu-img", "convert", "--image-opts", opts, "-O", "raw", out], timeout=120)
+        return out.read_bytes()[offset - first:offset - first + length]
 
 
 def list_partitions(disk: DiskInfo) -> tuple[Partition, ...]:

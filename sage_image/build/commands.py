@@ -1,9 +1,156 @@
-"""`sage-image plan` / `sage-image build` (filled in below)."""
+"""`sage-image plan` and `sage-image build`."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from ..catalog import load_catalog
+from ..catalog.commands import add_catalog_flag
+from ..catalog.model import as_plain
+from ..console import Console, Progress, format_seconds
+from ..errors import BuildError, CommandError
+from ..runner import run
+from .build import BuildOptions, Reporter, build_image
+from .plan import BuildPlan, BuildRequest, parse_source_override, plan_build
+
+EXAMPLE_BUILD = "sage-image build --release bookworm --variant sage --out out/bookworm-sage"
+
+
+def default_cache_root() -> Path:
+    env = os.environ.get("SAGE_IMAGE_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "sage-image"
+
+
+def add_request_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--release", required=True, help="catalog release, e.g. bookworm, jammy")
+    parser.add_argument("--variant", required=True, help="catalog variant: base, sage, gpu")
+    parser.add_argument("--arch", default="amd64", help="amd64 (default) or arm64")
+    target = parser.add_mutually_exclusive_group()
+    target.add_argument("--site", action="append", default=[], metavar="SITE",
+                        help="build for this site only (repeatable); default: every site")
+    target.add_argument("--kvm", action="store_true", help="build for the KVM sites")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="output folder (default: out/RELEASE-VARIANT-ARCH)")
+    parser.add_argument("--source", action="append", default=[], metavar="NAME=URL[@COMMIT]",
+                        help="fetch a source from elsewhere (a URL or a local git repository)")
+    parser.add_argument("--compression", choices=("zlib", "zstd"), default=None,
+                        help="qcow2 compression (zstd needs OpenStack Xena or newer)")
+    parser.add_argument("--admin-user", default=None, help="add an admin user (needs --admin-keys)")
+    parser.add_argument("--admin-keys", type=Path, default=None, metavar="FILE",
+                        help="SSH public keys for --admin-user")
+    parser.add_argument("--serial-autologin", action="store_true",
+                        help="log cc in automatically on the serial console")
+    add_catalog_flag(parser)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    from ..cli import add_command, add_json_flag
+
+    p = add_command(sub, "plan", help="show what a build would do, without building",
+                    example="sage-image plan --release jammy --variant gpu --json")
+    add_request_flags(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_plan)
+
+    p = add_command(sub, "build", help="build an image with diskimage-builder",
+                    example=EXAMPLE_BUILD)
+    add_request_flags(p)
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR",
+                   help="cache for sources and diskimage-builder (default ~/.cache/sage-image)")
+    p.add_argument("--allow-stand-ins", action="store_true",
+                   help="when an upstream source is unreachable, build with a generated, "
+                        "clearly labelled stand-in instead of failing")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_build)
+
+
+def builder_commit() -> str:
+    """The sage-image source commit (build-repo-commit), when running from a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        return run(["git", "-C", str(here), "rev-parse", "HEAD"], timeout=10).stdout.strip()
+    except CommandError:
+        return "unknown"
+
+
+def request_from_args(args: argparse.Namespace) -> BuildRequest:
+    return BuildRequest(
+        release=args.release, variant=args.variant, arch=args.arch, sites=tuple(args.site),
+        kvm=args.kvm, out_dir=args.out,
+        source_overrides=tuple(parse_source_override(s) for s in args.source),
+        compression=args.compression, admin_user=args.admin_user, admin_keys=args.admin_keys,
+        serial_autologin=args.serial_autologin, timestamp=int(time.time()),
+        builder_commit=builder_commit(),
+    )
+
+
+def describe_plan(plan: BuildPlan) -> dict[str, Any]:
+    return as_plain(plan)
+
+
+def cmd_plan(args: argparse.Namespace, console: Console) -> int:
+    plan = plan_build(load_catalog(args.catalog), request_from_args(args))
+    if console.json_mode:
+        console.json(describe_plan(plan))
+        return 0
+    rows = [("image", plan.name), ("release", f"{plan.release} ({plan.family} {plan.os_version})"),
+            ("arch", plan.arch), ("sites", ", ".join(plan.sites)),
+            ("formats", ", ".join(plan.formats) + f" (qcow2 compression {plan.compression})"),
+            ("elements", " ".join(plan.elements)), ("mirror", plan.mirror),
+            ("output", str(plan.out_dir)), ("checks", ", ".join(plan.checks))]
+    rows += [(f"source {s.name}", f"{s.url} @ {s.commit or 'HEAD'} -> {s.path}")
+             for s in plan.sources]
+    rows += [(f"env {k}", v) for k, v in sorted(plan.env.items())]
+    console.table(["", "plan"], rows)
+    return 0
+
+
+def cmd_build(args: argparse.Namespace, console: Console) -> int:
+    plan = plan_build(load_catalog(args.catalog), request_from_args(args))
+    options = BuildOptions(cache_root=args.cache or default_cache_root(),
+                           allow_stand_ins=args.allow_stand_ins)
+    label = f"{plan.name} ({plan.release}/{plan.variant}/{plan.arch})"
+    with Progress(console, label) as progress:
+        reporter = Reporter(phase=progress.set_phase, warn=lambda m: _loud_warning(console, m))
+        try:
+            manifest = build_image(plan, options, reporter)
+        except BuildError as exc:
+            _show_failure(console, exc)
+            raise
+        elapsed = progress.elapsed
+    return report_build(console, plan, manifest, elapsed)
+
+
+def _loud_warning(console: Console, message: str) -> None:
+    console.warn("*" * 72)
+    console.warn(message)
+    console.warn("*" * 72)
+
+
+def _show_failure(console: Console, exc: BuildError) -> None:
+    if exc.log_tail and not console.json_mode:
+        console.info(f"--- last lines of {exc.log_path} ---\n{exc.log_tail}\n---")
+
+
+def report_build(console: Console, plan: BuildPlan, manifest: dict[str, Any],
+                 elapsed: float) -> int:
+    out = plan.out_dir
+    if console.json_mode:
+        console.json({"ok": True, "out": str(out), "elapsed": round(elapsed, 1),
+                      "manifest": manifest})
+        return 0
+    console.table(["FILE", "FORMAT", "SIZE", "SHA256"],
+                  [(f["path"], fmt, f"{f['size'] / 2**20:.0f} MiB", f["sha256"][:16])
+                   for fmt, f in manifest["files"].items()])
+    if manifest["stand_ins"]:
+        console.warn(f"built with STAND-IN sources: {', '.join(manifest['stand_ins'])}")
+    console.info(f"built {plan.name} in {format_seconds(elapsed)}; manifest {out / 'manifest.json'}"
+                 f", log {out / 'build.log'}")
+    return 0

@@ -30,7 +30,7 @@ IMAGE_PIN_RE = re.compile(r"^[a-z0-9./_-]+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{6
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 NAME_FIELDS = ("os", "arch_suffix", "release", "variant", "arch", "version")
 # Top-level sections owned by later stages (publish, kubernetes ...); each is parsed below.
-OPTIONAL_SECTIONS: tuple[str, ...] = ("kubernetes",)
+OPTIONAL_SECTIONS: tuple[str, ...] = ("kubernetes", "publish")
 
 
 @dataclass(frozen=True)
@@ -101,6 +101,7 @@ class Source:
     name: str
     url: str
     commit: str
+    path: str  # absolute destination in the image
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Builder:
     compression: str
     image_size_gb: int | None
     build_tag: str
+    cloud_init_datasources: str
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,36 @@ class Kubernetes:
         return self.resources.get(container) or self.resources["default"]
 
 
+# `publish.backdate` fields: the production name, the replaced image's build date (YYYYMMDD), its
+# build-timestamp, build-tag and short source commit.
+BACKDATE_FIELDS = ("name", "date", "timestamp", "tag", "commit")
+VISIBILITIES = ("public", "community", "shared", "private")
+FIRMWARE = ("bios", "uefi")
+DURATION_RE = re.compile(r"^(\d+)(d|w|mo|y)$")
+DURATION_DAYS = {"d": 1, "w": 7, "mo": 30, "y": 365}
+
+
+def parse_duration(text: str) -> int:
+    """`30d`, `6w`, `12mo`, `2y` -> days; ValueError on anything else."""
+    match = DURATION_RE.match(str(text).strip())
+    if not match:
+        raise ValueError(f"expected a duration like 30d, 6w, 12mo or 2y, got {text!r}")
+    return int(match.group(1)) * DURATION_DAYS[match.group(2)]
+
+
+@dataclass(frozen=True)
+class Publish:
+    """`sage-image publish` / `prune`: naming, visibility and lifecycle of published images."""
+
+    backdate: str = "{name}-{date}"
+    visibility: str = "public"
+    firmware: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    hide_after_days: int = 365
+    delete_after_days: int = 548
+    keep: int = 2
+
+
 @dataclass(frozen=True)
 class Catalog:
     path: Path
@@ -147,6 +179,7 @@ class Catalog:
     sites: Mapping[str, Site]
     sources: Mapping[str, Source]
     kubernetes: Kubernetes | None = None
+    publish: Publish = field(default_factory=Publish)
 
     def variant_chain(self, name: str) -> tuple[Variant, ...]:
         """The variant and its ancestors, the root (base) first."""
@@ -311,6 +344,7 @@ class _Parser:
             variants=MappingProxyType(variants), site_kinds=MappingProxyType(kinds),
             sites=MappingProxyType(sites), sources=MappingProxyType(sources),
             kubernetes=self.kubernetes(top["kubernetes"]) if "kubernetes" in top else None,
+            publish=self.publish(top["publish"], arches) if "publish" in top else Publish(),
         )
 
     def section(self, top: dict[str, Any], name: str) -> dict[str, Any]:
@@ -321,15 +355,17 @@ class _Parser:
 
     def builder(self, raw: Any) -> Builder:
         w = ("builder",)
-        b = self.mapping(raw, w, required=("repo", "compression", "build_tag"),
-                         optional=("image_size_gb",))
+        b = self.mapping(raw, w, required=("repo", "compression", "build_tag",
+                                           "cloud_init_datasources"), optional=("image_size_gb",))
         size = b.get("image_size_gb")
         if size is not None and (not isinstance(size, int) or size < 1):
             raise self.fail(w + ("image_size_gb",), f"expected a whole number of GiB, got {size!r}")
         return Builder(repo=self.string(b["repo"], w + ("repo",)),
                        compression=self.choice(b["compression"], w + ("compression",),
                                                COMPRESSIONS, "compression"),
-                       image_size_gb=size, build_tag=self.string(b["build_tag"], w + ("build_tag",)))
+                       image_size_gb=size, build_tag=self.string(b["build_tag"], w + ("build_tag",)),
+                       cloud_init_datasources=self.string(b["cloud_init_datasources"],
+                                                          w + ("cloud_init_datasources",)))
 
     def arch(self, name: str, raw: Any, elements: frozenset[str]) -> Arch:
         w = ("arches", name)
@@ -419,11 +455,14 @@ class _Parser:
 
     def source(self, name: str, raw: Any) -> Source:
         w = ("sources", name)
-        s = self.mapping(raw, w, required=("url", "commit"))
+        s = self.mapping(raw, w, required=("url", "commit", "path"))
         commit = self.string(s["commit"], w + ("commit",))
         if not COMMIT_RE.match(commit):
             raise self.fail(w + ("commit",), f"pin a full 40-character commit id, got {commit!r}")
-        return Source(name=name, url=self.string(s["url"], w + ("url",)), commit=commit)
+        path = self.string(s["path"], w + ("path",))
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise self.fail(w + ("path",), f"expected an absolute path in the image, got {path!r}")
+        return Source(name=name, url=self.string(s["url"], w + ("url",)), commit=commit, path=path)
 
     def kubernetes(self, raw: Any) -> Kubernetes:
         w = ("kubernetes",)
@@ -471,6 +510,46 @@ class _Parser:
             raise self.fail(where,
                             f"expected a Kubernetes quantity like 100m or 128Mi, got {text!r}")
         return text
+
+
+    def publish(self, raw: Any, arches: dict[str, Arch]) -> Publish:
+        w = ("publish",)
+        p = self.mapping(raw, w, optional=("backdate", "visibility", "firmware", "properties",
+                                           "prune"))
+        backdate = self.string(p.get("backdate", Publish.backdate), w + ("backdate",))
+        try:
+            backdate.format(**{f: "x" for f in BACKDATE_FIELDS})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise self.fail(w + ("backdate",), f"bad scheme {backdate!r}: unknown field {exc}"
+                                               f" (fields: {', '.join(BACKDATE_FIELDS)})") from exc
+        if "{name}" not in backdate:
+            raise self.fail(w + ("backdate",),
+                            f"the scheme must contain {{name}}, got {backdate!r}")
+        firmware = self.mapping(p.get("firmware", {}), w + ("firmware",), optional=tuple(arches))
+        for arch, value in firmware.items():
+            self.choice(value, w + ("firmware", arch), FIRMWARE, "firmware")
+        prune = self.mapping(p.get("prune", {}), w + ("prune",),
+                             optional=("hide_after", "delete_after", "keep"))
+        keep = prune.get("keep", Publish.keep)
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            raise self.fail(w + ("prune", "keep"), f"expected a whole number >= 0, got {keep!r}")
+        return Publish(
+            backdate=backdate,
+            visibility=self.choice(p.get("visibility", "public"), w + ("visibility",),
+                                   VISIBILITIES, "visibility"),
+            firmware=MappingProxyType(dict(firmware)),
+            properties=self.env(p.get("properties"), w + ("properties",)),
+            hide_after_days=self.duration(prune.get("hide_after", "12mo"),
+                                          w + ("prune", "hide_after")),
+            delete_after_days=self.duration(prune.get("delete_after", "18mo"),
+                                            w + ("prune", "delete_after")),
+            keep=keep)
+
+    def duration(self, value: Any, where: tuple[Any, ...]) -> int:
+        try:
+            return parse_duration(self.string(value, where))
+        except ValueError as exc:
+            raise self.fail(where, str(exc)) from exc
 
 
 def as_plain(value: Any) -> Any:

@@ -14,10 +14,9 @@ from sage_image.catalog.model import Catalog, load_catalog
 from sage_image.vw import k8s
 from sage_image.vw.model import K8sRequest, default_stack, parse_beehive
 
-FIXTURES = Path(__file__).with_name("fixtures")
-COMPOSE = FIXTURES / "docker-compose.yml"
-# The fixture key's one secret-looking line: no output or YAML file may ever contain it.
-KEY_MARKER = "TEST-ONLY-NOT-A-REAL-KEY"
+# (tests run with --import-mode=importlib, so test modules cannot import this file by name;
+# they build the same paths from their own __file__)
+KEY = Path(__file__).with_name("fixtures") / "private" / "register.pem"
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +27,7 @@ def catalog() -> Catalog:
 @pytest.fixture
 def key(tmp_path: Path) -> Path:
     dest = tmp_path / "register.pem"
-    shutil.copy(FIXTURES / "private" / "register.pem", dest)
+    shutil.copy(KEY, dest)
     dest.chmod(0o600)
     return dest
 

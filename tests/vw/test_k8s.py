@@ -15,7 +15,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import COMPOSE, KEY_MARKER
 from packaging.version import Version
 
 from sage_image.vw import checks, k8s
@@ -23,6 +22,12 @@ from sage_image.vw.compose import convert
 from sage_image.vw.model import KEY_SECRET, parse_beehive
 
 Obj = dict[str, Any]
+
+FIXTURES = Path(__file__).with_name("fixtures")
+COMPOSE = FIXTURES / "docker-compose.yml"
+# The fixture key's one secret-looking line: no output or YAML file may ever contain it.
+KEY_MARKER = "TEST-ONLY-NOT-A-REAL-KEY"
+
 
 
 def variants(catalog_stack_env: tuple[Any, Any]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,246 @@
+"""Carrying out a build plan: preflight, sources, diskimage-builder, formats, manifest.
+
+Whatever happens - success, a failed step, Ctrl-C, SIGTERM - the work folder is swept (mounts,
+partition mappings, loop devices) and removed, and no half-written image is left in the
+output folder. Only ``build.log`` stays behind on failure, for the post-mortem.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import diskimage_builder.version as dib_version
+
+from .. import __version__
+from ..errors import BuildError
+from . import artifacts, devmapper, preflight
+from .dib import BuildPaths, run_dib, write_shims
+from .plan import BuildPlan
+from .sources import FetchedSource, SourceCache, export_sources, fetch_sources
+
+MANIFEST = "manifest.json"
+LOG = "build.log"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    cache_root: Path
+    allow_stand_ins: bool = False
+    check_mirror: bool = True
+
+
+@dataclass
+class Reporter:
+    """How the build tells the outside world what it is doing (the CLI draws it)."""
+
+    phase: Callable[[str], None] = lambda phase: None
+    warn: Callable[[str], None] = lambda message: None
+
+
+@dataclass
+class _Timer:
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str, reporter: Reporter) -> Iterator[None]:
+        reporter.phase(name)
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.phases[name] = round(time.monotonic() - start, 2)
+
+
+def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> dict[str, Any]:
+    """Build the image the plan describes; return the manifest (also written to the output)."""
+    timer = _Timer()
+    out_dir = plan.out_dir
+    with timer.phase("preflight", reporter):
+        _preflight(plan, options)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = SourceCache(options.cache_root)
+    with timer.phase("sources", reporter):
+        fetched = fetch_sources(plan.sources, cache, allow_stand_ins=options.allow_stand_ins,
+                                warn=reporter.warn)
+    properties = _final_properties(plan, fetched)
+    _remove_outputs(plan)
+    (out_dir / LOG).write_text(f"# sage-image {__version__}: {plan.name} "
+                               f"({plan.release}/{plan.variant}/{plan.arch})\n")
+    with _work_area(options.cache_root, plan) as paths:
+        try:
+            export_sources(fetched, cache, paths.sources)
+            artifacts.write_json(paths.provenance, properties)
+            write_shims(paths)
+            dib_phases = run_dib(plan, paths, out_dir / LOG, on_phase=reporter.phase,
+                                 clock=time.monotonic)
+            timer.phases.update({k: round(v, 2) for k, v in dib_phases.items()})
+            with timer.phase("convert", reporter):
+                files = artifacts.convert_formats(paths.image_base.with_suffix(".raw"), plan,
+                                                  out_dir)
+            _copy_boot_files(paths, out_dir)
+            packages = artifacts.installed_packages(paths.artifacts / "dpkg-status")
+        except BaseException:
+            _remove_outputs(plan)
+            raise
+    with timer.phase("checksums", reporter):
+        described = {fmt: artifacts.describe_file(path, fmt, plan, out_dir)
+                     for fmt, path in files.items()}
+    manifest = _manifest(plan, fetched, properties, described, packages, timer.phases)
+    artifacts.write_json(out_dir / MANIFEST, manifest)
+    return manifest
+
+
+def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
+    preflight.check_root()
+    preflight.check_tools()
+    preflight.check_loop_devices()
+    preflight.check_free_disk(plan, plan.out_dir, options.cache_root)
+    if options.check_mirror:
+        preflight.check_mirror(plan)
+
+
+def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> dict[str, str]:
+    properties = dict(plan.properties)
+    properties["build-sources"] = ",".join(f"{s.name}={s.commit}" for s in fetched)
+    properties["build-stand-ins"] = ",".join(s.name for s in fetched if s.stand_in)
+    return properties
+
+
+def _remove_outputs(plan: BuildPlan) -> None:
+    """Drop a previous or half-written image, manifest and boot files (never the log)."""
+    for suffix in (".qcow2", ".raw", ".qcow2.part", ".part"):
+        (plan.out_dir / f"{plan.name}{suffix}").unlink(missing_ok=True)
+    (plan.out_dir / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(plan.out_dir / "boot", ignore_errors=True)
+
+
+def _copy_boot_files(paths: BuildPaths, out_dir: Path) -> None:
+    boot = out_dir / "boot"
+    boot.mkdir(exist_ok=True)
+    for name in ("vmlinuz", "initrd.img", "version"):
+        shutil.copyfile(paths.artifacts / "boot" / name, boot / name)
+
+
+def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: dict[str, str],
+              files: dict[str, Any], packages: dict[str, str],
+              phases: dict[str, float]) -> dict[str, Any]:
+    return {
+        "schema": 1, "name": plan.name, "release": plan.release, "variant": plan.variant,
+        "arch": plan.arch, "family": plan.family, "os_version": plan.os_version,
+        "qemu_arch": plan.qemu_arch, "elements": list(plan.elements), "sites": list(plan.sites),
+        "sources": {s.name: s.as_manifest() for s in fetched},
+        "stand_ins": [s.name for s in fetched if s.stand_in],
+        "dib_version": dib_version.version_info.version_string(),
+        "builder_version": __version__, "properties": properties, "files": files,
+        "boot": {"kernel": "boot/vmlinuz", "initrd": "boot/initrd.img",
+                 "root": plan.boot_cmdline.split()[0].removeprefix("root="),
+                 "cmdline": plan.boot_cmdline},
+        "checks": list(plan.checks), "packages": packages, "phases": phases,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# -- the work area: isolated per build, always swept -------------------------------------------
+
+@contextmanager
+def _work_area(cache_root: Path, plan: BuildPlan) -> Iterator[BuildPaths]:
+    reap_stale_work(cache_root)
+    work_root = cache_root / "work"
+    work_root.mkdir(parents=True, exist_ok=True)
+    work = work_root / f"{plan.release}-{plan.variant}-{plan.arch}-{os.getpid()}"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    (work / "owner").write_text(str(os.getpid()))
+    with _dib_cache_slot(cache_root / "dib") as dib_cache:
+        paths = BuildPaths(work=work, dib_cache=dib_cache)
+        paths.tmp.mkdir()
+        try:
+            yield paths
+        finally:
+            with _signals_deferred():
+                _clean_work(paths.work)
+
+
+def _clean_work(work: Path) -> None:
+    left = devmapper.sweep(work, work / "dm-state")
+    shutil.rmtree(work, ignore_errors=True)
+    if work.exists() or devmapper.mounts_under(work) or devmapper.loops_backed_by(work):
+        raise BuildError(f"could not clean up {work} ({'; '.join(left) or 'busy'})",
+                         hint="check 'losetup -a' and /proc/mounts, then remove it by hand")
+
+
+def reap_stale_work(cache_root: Path) -> list[Path]:
+    """Sweep work folders of builds whose process died without cleaning up (kill -9, power)."""
+    reaped = []
+    for owner in (cache_root / "work").glob("*/owner"):
+        try:
+            pid = int(owner.read_text())
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError, OSError):
+            continue
+        _clean_work(owner.parent)
+        reaped.append(owner.parent)
+    return reaped
+
+
+@contextmanager
+def _dib_cache_slot(root: Path) -> Iterator[Path]:
+    """DIB's cache (debootstrap tarballs, the shared apt archive) is not safe for two builds at
+    once, so each build locks a slot; a second concurrent build gets its own slot."""
+    root.mkdir(parents=True, exist_ok=True)
+    index = 0
+    while True:
+        handle = open(root / f"slot-{index}.lock", "a")  # noqa: SIM115 - held while building
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            handle.close()
+            index += 1
+    try:
+        slot = root / f"slot-{index}"
+        slot.mkdir(exist_ok=True)
+        yield slot
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Clean-up must finish: hold SIGINT/SIGTERM until it has, then deliver them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    received: list[int] = []
+
+    def remember(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {sig: signal.signal(sig, remember) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if received:
+            raise KeyboardInterrupt
+
+
+def read_manifest(out_dir: Path) -> dict[str, Any]:
+    return json.loads((out_dir / MANIFEST).read_text())

@@ -1,0 +1,186 @@
+"""Running diskimage-builder: its environment, the shims it needs here, its log and phases.
+
+DIB calls ``sudo`` for privileged steps even as root, and ``kpartx``/``dmsetup`` for partitions.
+A per-build ``bin/`` folder first on PATH answers those: ``sudo`` runs the command directly
+(we are root; it keeps PATH so DIB finds the other shims, and like sudo it resets the
+environment unless given ``-E``), and ``kpartx``/``dmsetup`` are :mod:`.devmapper`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog.elements import element_dirs
+from ..errors import BuildError
+from ..runner import stream
+from .plan import BuildPlan
+
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+HOOK_RE = re.compile(r"dib-run-parts Running \S*/([a-z-]+\.d)/(\S+)")
+BLOCK_RE = re.compile(r"diskimage_builder\.block_device")
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \| ")
+LOG_TAIL = 30
+
+SUDO_SHIM = """#!/bin/sh
+# sage-image: we already run as root; run the command directly, resetting the environment
+# like sudo does unless -E was given (PATH is kept so DIB finds the other shims).
+keep=0
+while [ $# -gt 0 ]; do
+    case "$1" in
+        -E|--preserve-env|--preserve-env=*) keep=1; shift ;;
+        -H|-n|-S) shift ;;
+        --) shift; break ;;
+        -*) echo "sage-image sudo shim: unsupported option $1" >&2; exit 1 ;;
+        *) break ;;
+    esac
+done
+[ "$keep" = 1 ] && exec env "$@"
+exec env -i PATH="$PATH" HOME=/root TERM="${TERM:-dumb}" ${LANG:+LANG=$LANG} "$@"
+"""
+
+DEVMAPPER_SHIM = """#!/bin/sh
+# sage-image: partitions through loop devices (no device-mapper here); see devmapper.py.
+export SAGE_IMAGE_DM_STATE='{state}'
+exec '{python}' -m sage_image.build.devmapper {tool} "$@"
+"""
+
+
+@dataclass(frozen=True)
+class BuildPaths:
+    """Everything one build writes outside its output folder lives under ``work``."""
+
+    work: Path
+    dib_cache: Path
+
+    @property
+    def bin(self) -> Path:
+        return self.work / "bin"
+
+    @property
+    def dm_state(self) -> Path:
+        return self.work / "dm-state"
+
+    @property
+    def tmp(self) -> Path:
+        return self.work / "tmp"
+
+    @property
+    def sources(self) -> Path:
+        return self.work / "sources"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.work / "artifacts"
+
+    @property
+    def provenance(self) -> Path:
+        return self.work / "provenance.json"
+
+    @property
+    def image_base(self) -> Path:
+        return self.work / "image" / "image"
+
+
+def write_shims(paths: BuildPaths) -> None:
+    paths.bin.mkdir(parents=True, exist_ok=True)
+    shims = {"sudo": SUDO_SHIM}
+    for tool in ("kpartx", "dmsetup"):
+        shims[tool] = DEVMAPPER_SHIM.format(state=paths.dm_state, python=sys.executable,
+                                            tool=tool)
+    for name, text in shims.items():
+        shim = paths.bin / name
+        shim.write_text(text)
+        shim.chmod(0o755)
+
+
+def dib_environment(plan: BuildPlan, paths: BuildPaths) -> dict[str, str]:
+    """An explicit environment: only what DIB needs, nothing inherited by accident."""
+    python_bin = str(Path(sys.executable).parent)
+    env = {
+        "PATH": f"{paths.bin}:{python_bin}:{SYSTEM_PATH}",
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(paths.tmp),
+        "DIB_NO_TMPFS": "1",
+        "DIB_IMAGE_CACHE": str(paths.dib_cache),
+        "ELEMENTS_PATH": ":".join(str(d) for d in element_dirs()),
+        "SAGE_IMAGE_DM_STATE": str(paths.dm_state),
+        "SAGE_IMAGE_SOURCES": str(paths.sources),
+        "SAGE_IMAGE_ARTIFACTS": str(paths.artifacts),
+        "SAGE_IMAGE_PROVENANCE": str(paths.provenance),
+        # Our own host keys must never be copied into an image.
+        "DIB_DEBUG_TRACE": "0",
+    }
+    for proxy in ("http_proxy", "https_proxy", "no_proxy"):
+        if proxy in os.environ:
+            env[proxy] = os.environ[proxy]
+    if plan.admin_keys:
+        env["DIB_CC_ADMIN_KEYS"] = str(Path(plan.admin_keys).resolve())
+    env.update(plan.env)
+    return env
+
+
+def dib_command(plan: BuildPlan, paths: BuildPaths) -> list[str]:
+    return ["disk-image-create", "-a", plan.dib_arch, "-t", "raw", "--no-tmpfs",
+            "-o", str(paths.image_base), *plan.elements]
+
+
+class DibLog:
+    """Writes DIB's output to the log file and tracks the phase and step it is in."""
+
+    def __init__(self, log_file: Path, on_phase: Callable[[str], None],
+                 clock: Callable[[], float]) -> None:
+        self.handle = open(log_file, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self.on_phase = on_phase
+        self.clock = clock
+        self.tail: deque[str] = deque(maxlen=LOG_TAIL)
+        self.step = "starting"
+        self.phase = "dib:prepare"
+        self.phase_started = clock()
+        self.phases: dict[str, float] = {}
+
+    def line(self, text: str) -> None:
+        self.handle.write(text + "\n")
+        message = TIMESTAMP_RE.sub("", text)
+        self.tail.append(message)
+        hook = HOOK_RE.search(message)
+        if hook:
+            self.step = f"{hook.group(1)}/{hook.group(2)}"
+            self._enter(f"dib:{hook.group(1)}")
+        elif BLOCK_RE.search(message) and self.phase != "dib:prepare":
+            self._enter("dib:block-device")
+
+    def _enter(self, phase: str) -> None:
+        if phase == self.phase:
+            return
+        now = self.clock()
+        self.phases[self.phase] = self.phases.get(self.phase, 0.0) + now - self.phase_started
+        self.phase, self.phase_started = phase, now
+        self.on_phase(phase)
+
+    def close(self) -> None:
+        self._enter("dib:done")
+        self.phases.pop("dib:done", None)
+        self.handle.close()
+
+
+def run_dib(plan: BuildPlan, paths: BuildPaths, log_file: Path, *,
+            on_phase: Callable[[str], None], clock: Callable[[], float]) -> dict[str, float]:
+    """Run disk-image-create; return seconds per DIB phase, or raise BuildError."""
+    log = DibLog(log_file, on_phase, clock)
+    try:
+        code = stream(dib_command(plan, paths), env=dib_environment(plan, paths),
+                      cwd=paths.work, on_line=log.line)
+    finally:
+        log.close()
+    if code != 0:
+        raise BuildError(f"diskimage-builder failed in {log.step} (exit {code})",
+                         log_path=str(log_file), step=log.step, log_tail="\n".join(log.tail),
+                         hint=f"the full log is {log_file}")
+    return log.phases

@@ -1,0 +1,233 @@
+"""Pure planning: from the catalog and a request to exactly what diskimage-builder will do.
+
+Nothing here touches the disk, the network or the clock (the timestamp is an input), so every
+release x variant x arch x site combination can be planned - and tested - in milliseconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+
+from .. import __version__
+from ..catalog import Catalog, Release, Source, did_you_mean
+from ..errors import UsageError
+
+# Elements sage-image itself adds to every build (see their READMEs in sage_image/elements).
+BUILDER_ELEMENTS = ("build-artifacts",)
+SOURCES_ELEMENT = "pinned-sources"
+ROOT_LABEL = "cloudimg-rootfs"
+
+
+@dataclass(frozen=True)
+class SourceOverride:
+    """``--source NAME=URL_OR_PATH[@COMMIT]``: fetch NAME from elsewhere (air-gapped, tests)."""
+
+    name: str
+    url: str
+    commit: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    release: str
+    variant: str
+    arch: str = "amd64"
+    sites: tuple[str, ...] = ()  # empty: every site that carries the arch
+    kvm: bool = False  # the seed's --kvm: target the catalog's KVM sites
+    out_dir: Path | None = None
+    source_overrides: tuple[SourceOverride, ...] = ()
+    compression: str | None = None  # default: the catalog's
+    admin_user: str | None = None
+    admin_keys: Path | None = None
+    serial_autologin: bool = False
+    timestamp: int = 0  # Unix seconds: build-timestamp
+    builder_commit: str = "unknown"  # the sage-image source commit: build-repo-commit
+
+
+@dataclass(frozen=True)
+class PlannedSource:
+    name: str
+    url: str
+    commit: str | None  # None: the override's default branch, resolved when fetched
+    pinned: str  # the catalog's commit
+    path: str  # destination in the image
+    overridden: bool
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    name: str
+    release: str
+    variant: str
+    arch: str
+    family: str
+    os_version: str
+    dib_arch: str
+    qemu_arch: str
+    sites: tuple[str, ...]
+    elements: tuple[str, ...]
+    env: Mapping[str, str]
+    formats: tuple[str, ...]
+    compression: str
+    sources: tuple[PlannedSource, ...]
+    properties: Mapping[str, str]
+    checks: tuple[str, ...]
+    min_free_gb: int
+    mirror: str
+    out_dir: Path
+    admin_keys: Path | None = None
+    boot_cmdline: str = f"root=LABEL={ROOT_LABEL} ro console=ttyS0,115200"
+    warnings: tuple[str, ...] = field(default=())
+
+
+def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
+    """Validate the request against the catalog and compute the whole build."""
+    release, variant, arch = _validate_names(catalog, request)
+    sites = _target_sites(catalog, request)
+    kinds = sorted({catalog.sites[s].kind for s in sites})
+    site_elements = tuple(dict.fromkeys(e for k in kinds for e in catalog.site_kinds[k].elements))
+    sources = _plan_sources(catalog, request)
+    elements = tuple(dict.fromkeys(
+        (release.element,) + catalog.arches[arch].elements + catalog.variant_elements(variant)
+        + site_elements + ((SOURCES_ELEMENT,) if sources else ()) + BUILDER_ELEMENTS))
+    name = catalog.image_name(release=release.name, variant=variant, arch=arch)
+    compression = request.compression or catalog.builder.compression
+    if compression not in ("zlib", "zstd"):
+        raise UsageError(f"unknown compression '{compression}' (known: zlib, zstd)")
+    return BuildPlan(
+        name=name, release=release.name, variant=variant, arch=arch, family=release.family,
+        os_version=release.version, dib_arch=catalog.arches[arch].dib_arch,
+        qemu_arch=catalog.arches[arch].qemu_arch, sites=sites, elements=elements,
+        env=MappingProxyType(_dib_env(catalog, request, release)),
+        formats=tuple(sorted({catalog.site_kinds[k].disk_format for k in kinds})),
+        compression=compression, sources=sources,
+        properties=MappingProxyType(_properties(catalog, request, name, release)),
+        checks=catalog.variant_checks(variant),
+        min_free_gb=max(v.min_free_gb for v in catalog.variant_chain(variant)),
+        mirror=release.mirrors[arch],
+        out_dir=request.out_dir or Path("out") / f"{release.name}-{variant}-{arch}",
+        admin_keys=request.admin_keys,
+    )
+
+
+def _validate_names(catalog: Catalog, request: BuildRequest) -> tuple[Release, str, str]:
+    for value, known, what in ((request.release, catalog.releases, "release"),
+                               (request.variant, catalog.variants, "variant"),
+                               (request.arch, catalog.arches, "arch")):
+        if value not in known:
+            raise UsageError(f"unknown {what} '{value}'{did_you_mean(value, known)}"
+                             f" (valid: {', '.join(known)})")
+    release = catalog.releases[request.release]
+    if request.arch not in release.arches:
+        raise UsageError(f"release {release.name} is not built for {request.arch}"
+                         f" (catalog allows: {', '.join(release.arches)})")
+    allowed = catalog.variant_arches(request.variant)
+    if request.arch not in allowed:
+        raise UsageError(f"variant {request.variant} is not built for {request.arch}"
+                         f" (catalog allows: {', '.join(allowed)})")
+    if request.admin_user and not request.admin_keys:
+        raise UsageError("--admin-user needs --admin-keys FILE (its SSH public keys)")
+    return release, request.variant, request.arch
+
+
+def _target_sites(catalog: Catalog, request: BuildRequest) -> tuple[str, ...]:
+    if request.sites and request.kvm:
+        raise UsageError("give either --site or --kvm, not both")
+    for site in request.sites:
+        if site not in catalog.sites:
+            raise UsageError(f"unknown site '{site}'{did_you_mean(site, catalog.sites)}"
+                             f" (valid: {', '.join(catalog.sites)})")
+        if request.arch not in catalog.sites[site].arches:
+            raise UsageError(f"site {site} has no {request.arch} nodes"
+                             f" (it carries: {', '.join(catalog.sites[site].arches)})")
+    if request.sites:
+        return tuple(dict.fromkeys(request.sites))
+    sites = tuple(s.name for s in catalog.sites.values() if request.arch in s.arches
+                  and (not request.kvm or catalog.site_kinds[s.kind].disk_format == "raw"))
+    if not sites:
+        raise UsageError(f"no catalog site carries {request.arch}" + (" on KVM" if request.kvm
+                                                                        else ""))
+    return sites
+
+
+def _plan_sources(catalog: Catalog, request: BuildRequest) -> tuple[PlannedSource, ...]:
+    wanted = catalog.variant_sources(request.variant)
+    overrides = {o.name: o for o in request.source_overrides}
+    for name in overrides:
+        if name not in catalog.sources:
+            raise UsageError(f"--source: unknown source '{name}'{did_you_mean(name, catalog.sources)}"
+                             f" (valid: {', '.join(catalog.sources)})")
+        if name not in wanted:
+            raise UsageError(f"--source: variant {request.variant} does not use '{name}'"
+                             f" (it uses: {', '.join(wanted) or 'none'})")
+    return tuple(_planned_source(catalog.sources[n], overrides.get(n)) for n in wanted)
+
+
+def _planned_source(source: Source, override: SourceOverride | None) -> PlannedSource:
+    if override is None:
+        return PlannedSource(name=source.name, url=source.url, commit=source.commit,
+                             pinned=source.commit, path=source.path, overridden=False)
+    return PlannedSource(name=source.name, url=override.url, commit=override.commit,
+                         pinned=source.commit, path=source.path, overridden=True)
+
+
+def _dib_env(catalog: Catalog, request: BuildRequest, release: Release) -> dict[str, str]:
+    env = {
+        "DIB_RELEASE": release.name,
+        "DIB_DISTRIBUTION_MIRROR": release.mirrors[request.arch],
+        "DIB_CLOUD_INIT_DATASOURCES": catalog.builder.cloud_init_datasources,
+        "DIB_CC_SERIAL_AUTOLOGIN": "1" if request.serial_autologin else "0",
+        # The root filesystem label the boot test (and Chameleon's own images) use.
+        "ROOT_LABEL": ROOT_LABEL,
+    }
+    if release.security_mirror:
+        env["DIB_DEBIAN_SECURITY_MIRROR"] = release.security_mirror
+    if catalog.builder.image_size_gb:
+        env["DIB_IMAGE_SIZE"] = str(catalog.builder.image_size_gb)
+    if request.admin_user:
+        env["DIB_CC_ADMIN_USER"] = request.admin_user
+    for variant in catalog.variant_chain(request.variant):
+        if variant.cuda:
+            cuda = variant.cuda
+            env.update({
+                "DIB_SAGE_CUDA_VERSION": cuda.version,
+                "DIB_SAGE_CUDA_REPO": cuda.ubuntu_repo.format(
+                    version_nodot=release.version.replace(".", "")),
+                "DIB_SAGE_CUDA_KEYRING": cuda.ubuntu_keyring,
+                "DIB_SAGE_CUDA_DEBIAN_PACKAGES": " ".join(cuda.debian_packages),
+            })
+    env.update(release.env)
+    return env
+
+
+def _properties(catalog: Catalog, request: BuildRequest, name: str,
+                release: Release) -> dict[str, str]:
+    """The build-* properties Chameleon's tooling reads; also /opt/chameleon/provenance.json."""
+    return {
+        "build-image-name": name,
+        "build-variant": request.variant,
+        "build-distro": release.family,
+        "build-release": release.name,
+        "build-os-version": release.version,
+        "build-arch": request.arch,
+        "build-repo": catalog.builder.repo,
+        "build-repo-commit": request.builder_commit,
+        "build-timestamp": str(request.timestamp),
+        "build-tag": catalog.builder.build_tag.format(version=__version__,
+                                                      timestamp=request.timestamp),
+        "build-builder-version": __version__,
+    }
+
+
+def parse_source_override(text: str) -> SourceOverride:
+    """``NAME=URL_OR_PATH[@COMMIT]``; an ``@`` followed by a slash or colon is part of the URL."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name or not rest:
+        raise UsageError(f"--source {text!r}: expected NAME=URL_OR_PATH[@COMMIT]")
+    location, at, ref = rest.rpartition("@")
+    if at and location and ref and not any(c in ref for c in "/:"):
+        return SourceOverride(name=name, url=location, commit=ref)
+    return SourceOverride(name=name, url=rest)

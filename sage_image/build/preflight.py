@@ -1,0 +1,72 @@
+"""Checks made before a build starts: each failure is a PreflightError (exit 2), in seconds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ..errors import PreflightError
+from .plan import BuildPlan
+
+REQUIRED_TOOLS = ("qemu-img", "debootstrap", "sfdisk", "losetup", "mount", "git", "sgdisk")
+MIRROR_TIMEOUT = 15.0
+
+
+def check_root() -> None:
+    if os.geteuid() != 0:
+        raise PreflightError("sage-image build must run as root (diskimage-builder needs loop "
+                             "devices, mounts and chroot)", hint="run it as root, e.g. sudo -E")
+
+
+def check_tools() -> None:
+    missing = [tool for tool in REQUIRED_TOOLS if not _which(tool)]
+    dib = Path(sys.executable).parent / "disk-image-create"
+    if not dib.exists() and not shutil.which("disk-image-create"):
+        missing.append("disk-image-create")
+    if missing:
+        raise PreflightError(f"missing tools: {', '.join(missing)}",
+                             hint="run scripts/setup to install them")
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+
+
+def check_free_disk(plan: BuildPlan, *folders: Path) -> None:
+    for folder in folders:
+        probe = folder
+        while not probe.exists():
+            probe = probe.parent
+        free_gb = shutil.disk_usage(probe).free / 2**30
+        if free_gb < plan.min_free_gb:
+            raise PreflightError(
+                f"{folder}: {free_gb:.1f} GiB free, the {plan.variant} image needs "
+                f"{plan.min_free_gb} GiB", hint="free some space or use --out / --cache elsewhere")
+
+
+def check_mirror(plan: BuildPlan) -> None:
+    """The distribution mirror must serve this release's Release file."""
+    url = f"{plan.mirror.rstrip('/')}/dists/{plan.release}/Release"
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=MIRROR_TIMEOUT) as response:
+            if response.status == 200:
+                return
+            problem = f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        problem = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        problem = str(getattr(exc, "reason", exc))
+    raise PreflightError(f"mirror {plan.mirror} does not serve {plan.release} ({problem})",
+                         hint=f"check the network, or set releases.{plan.release}.mirrors in the "
+                              "catalog to a reachable mirror")
+
+
+def check_loop_devices() -> None:
+    if not Path("/dev/loop-control").exists() and not list(Path("/dev").glob("loop[0-9]*")):
+        raise PreflightError("no loop devices on this machine (diskimage-builder needs them)",
+                             hint="load the loop module (modprobe loop) or run in a VM")

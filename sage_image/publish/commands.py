@@ -1,0 +1,79 @@
+"""`sage-image publish`, `images`, `prune`, `describe`: the command-line side of publishing."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..catalog.commands import add_catalog_flag
+from ..catalog.model import VISIBILITIES, load_catalog, parse_duration
+from ..console import Console
+from . import publish as pub
+
+
+def _site_list(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def add_site_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--sites", type=_site_list, metavar="SITE,SITE",
+                       help="catalog sites, e.g. CHI@UC,CHI@TACC,KVM@TACC")
+    group.add_argument("--all-sites", action="store_true", help="every site in the catalog")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_command, add_json_flag
+
+    p = add_command(
+        sub, "publish", help="upload a tested image to every site, backdating the old one",
+        description="Upload the build in OUTPUT_DIR to each site in parallel under a temporary "
+                    "private name, verify Glance's sha512, backdate the current production "
+                    "image and promote the new one; any failure rolls that site back.",
+        example="sage-image publish out/sage-bookworm-amd64 --sites CHI@UC,KVM@TACC --dry-run")
+    p.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    add_site_flags(p)
+    p.add_argument("--visibility", choices=VISIBILITIES,
+                   help="visibility of the promoted image (default: the catalog's publish.visibility)")
+    p.add_argument("--untested", action="store_true",
+                   help="publish without passing 'sage-image test' results (marks the image)")
+    p.add_argument("--dry-run", action="store_true", help="show what each site would do, change nothing")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_publish)
+
+    from . import lifecycle
+
+    lifecycle.register(sub)
+
+
+def cmd_publish(args: argparse.Namespace, console: Console) -> int:
+    catalog = load_catalog(args.catalog)
+    request = pub.PublishRequest(output_dir=args.output_dir, sites=args.sites,
+                                 all_sites=args.all_sites, visibility=args.visibility,
+                                 untested=args.untested, dry_run=args.dry_run)
+    output, targets = pub.prepare(catalog, request)
+    planned = pub.plan_all(catalog, request, output, targets)
+    if not console.json_mode:
+        pub.show_plans(console, output, planned)
+    if args.dry_run:
+        if console.json_mode:
+            console.json({"dry_run": True, "name": output.name, "sites": [
+                {"site": p.target.name, "steps": p.plan.describe() if p.plan else [],
+                 "action": p.plan.action.value if p.plan else "failed", "error": p.error}
+                for p in planned]})
+        return 0 if all(p.plan for p in planned) else 1
+    results = pub.apply_all(console, planned)
+    pub.record(output, planned, results)
+    if console.json_mode:
+        console.json(pub.result_json(output, results))
+    else:
+        console.table(["SITE", "RESULT", "IMAGE ID", "TIME", "MB/s"], pub.result_rows(results))
+    return 0 if all(r.ok for r in results) else 1

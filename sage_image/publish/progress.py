@@ -1,0 +1,82 @@
+"""One progress bar per site while sites publish in parallel.
+
+On a terminal: a block of lines, redrawn twice a second. Otherwise (CI logs): a line per phase
+change and per quarter of an upload. In --json mode: nothing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ..console import Console, format_seconds
+
+BAR = 24
+
+
+@dataclass
+class _Bar:
+    phase: str = "waiting"
+    done: int = 0
+    total: int = 0
+    quarter: int = -1
+
+
+class SiteBars:
+    def __init__(self, console: Console, sites: Sequence[str], totals: dict[str, int]) -> None:
+        self.console = console
+        self.start = time.monotonic()
+        self.bars = {s: _Bar(total=totals.get(s, 0)) for s in sites}
+        self.width = max((len(s) for s in sites), default=4)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._drawn = 0
+
+    def __enter__(self) -> SiteBars:
+        if self.console.live and not self.console.quiet:
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join()
+            self._draw()
+
+    def update(self, site: str, phase: str, done: int) -> None:
+        with self._lock:
+            bar = self.bars[site]
+            changed = phase != bar.phase
+            bar.phase, bar.done = phase, done
+            quarter = int(4 * done / bar.total) if bar.total else 0
+            crossed = phase == "uploading" and quarter != bar.quarter
+            bar.quarter = quarter
+        if self.console.live or self.console.json_mode or self.console.quiet:
+            return
+        if changed or crossed:
+            self.console.info(f"[{format_seconds(time.monotonic() - self.start)}] "
+                              f"{site}: {self._text(bar)}")
+
+    def _text(self, bar: _Bar) -> str:
+        if bar.phase != "uploading" or not bar.total:
+            return bar.phase
+        frac = min(1.0, bar.done / bar.total)
+        elapsed = max(time.monotonic() - self.start, 1e-3)
+        return (f"uploading [{'#' * int(BAR * frac):<{BAR}}] {100 * frac:3.0f}% "
+                f"{bar.done / 1e6:.0f}/{bar.total / 1e6:.0f} MB {bar.done / 1e6 / elapsed:.0f} MB/s")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            self._draw()
+
+    def _draw(self) -> None:
+        with self._lock:
+            lines = [f"{s:<{self.width}}  {self._text(b)}" for s, b in self.bars.items()]
+        up = f"\033[{self._drawn}F" if self._drawn else ""
+        text = "".join(f"\033[K{line}\n" for line in lines)
+        print(up + text, end="", file=self.console.err, flush=True)
+        self._drawn = len(lines)

@@ -1,0 +1,138 @@
+"""`sage-image publish`: plan every site, show the plans, apply them in parallel."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..catalog.model import Catalog
+from ..console import Console
+from ..errors import UsageError
+from .apply import SiteResult, _reason, apply_plan
+from .clouds import SiteTarget, connect, resolve_targets, select_sites
+from .output import BuildOutput, load_output, write_published
+from .plan import Action, SitePlan, plan_site
+from .progress import SiteBars
+from .site import list_images
+
+if TYPE_CHECKING:
+    from openstack.connection import Connection
+
+
+@dataclass(frozen=True)
+class PublishRequest:
+    output_dir: Path
+    sites: tuple[str, ...] | None
+    all_sites: bool
+    visibility: str | None
+    untested: bool
+    dry_run: bool
+
+
+@dataclass(frozen=True)
+class Planned:
+    target: SiteTarget
+    plan: SitePlan | None
+    conn: Connection | None
+    error: str = ""
+
+
+def prepare(catalog: Catalog, request: PublishRequest) -> tuple[BuildOutput, list[SiteTarget]]:
+    """Everything that can be checked before any site is contacted (bad input -> exit 2)."""
+    output = load_output(request.output_dir)
+    if not output.test.passed and not request.untested:
+        raise UsageError(f"refusing to publish {output.name}: {output.test.reason}",
+                         hint="pass --untested to publish anyway (the image is then marked "
+                              "sage-image-untested=true)")
+    default = tuple(output.raw.get("sites") or ())
+    sites = select_sites(catalog, request.sites, all_sites=request.all_sites, default=default)
+    return output, resolve_targets(catalog, sites)
+
+
+def plan_all(catalog: Catalog, request: PublishRequest, output: BuildOutput,
+             targets: Sequence[SiteTarget]) -> list[Planned]:
+    visibility = request.visibility or catalog.publish.visibility
+
+    def one(target: SiteTarget) -> Planned:
+        try:
+            conn = connect(target)
+            images = list_images(conn)
+        except Exception as exc:  # an unreachable site fails alone; the others go on
+            return Planned(target, None, None, f"cannot list images: {_reason(exc)}")
+        return Planned(target, plan_site(target, output, images, policy=catalog.publish,
+                                         visibility=visibility, untested=request.untested), conn)
+
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        return list(pool.map(one, targets))
+
+
+def show_plans(console: Console, output: BuildOutput, planned: Sequence[Planned]) -> None:
+    console.info(f"plan for {output.name} ({output.build_tag}):")
+    for p in planned:
+        steps = p.plan.describe() if p.plan else [f"failed: {p.error}"]
+        console.info(f"  {p.target.name} ({p.target.cloud}, {p.target.disk_format}):")
+        for step in steps:
+            console.info(f"    - {step}")
+
+
+def apply_all(console: Console, planned: Sequence[Planned]) -> list[SiteResult]:
+    """Apply every plan in its own thread. Ctrl-C / SIGTERM sets `cancel`: uploads stop, each
+    site rolls back, then the interrupt propagates."""
+    cancel = threading.Event()
+    totals = {p.target.name: p.plan.file.size for p in planned
+              if p.plan and p.plan.file and p.plan.action is Action.PUBLISH}
+    with SiteBars(console, [p.target.name for p in planned], totals) as bars, \
+            ThreadPoolExecutor(max_workers=max(1, len(planned))) as pool:
+        futures: list[Future[SiteResult]] = [pool.submit(_apply_one, p, bars, cancel)
+                                             for p in planned]
+        try:
+            while not all(f.done() for f in futures):
+                wait(futures, timeout=0.2)
+        except KeyboardInterrupt:
+            cancel.set()
+            wait(futures)  # every site rolls back before we leave
+            raise
+    return [f.result() for f in futures]
+
+
+def _apply_one(p: Planned, bars: SiteBars, cancel: threading.Event) -> SiteResult:
+    if p.plan is None or p.conn is None:
+        bars.update(p.target.name, "failed", 0)
+        return SiteResult(p.target.name, "failed", p.error)
+    result = apply_plan(p.conn, p.plan, cancel=cancel,
+                        report=lambda phase, done: bars.update(p.target.name, phase, done))
+    bars.update(p.target.name, result.status, 0)
+    return result
+
+
+def record(output: BuildOutput, planned: Sequence[Planned], results: Sequence[SiteResult]) -> None:
+    """OUT/published.json: where this build is production now (read by `describe`)."""
+    clouds = {p.target.name: p.target.cloud for p in planned}
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    entries = {r.site: {"image_id": r.image_id, "name": output.name, "cloud": clouds[r.site],
+                        "status": r.status, "time": now}
+               for r in results if r.image_id and r.status in ("published", "up to date")}
+    if entries:
+        write_published(output.root, entries)
+
+
+def result_rows(results: Sequence[SiteResult]) -> list[tuple[str, ...]]:
+    rows = []
+    for r in results:
+        speed = f"{r.mb_per_s:.0f}" if r.mb_per_s else "-"
+        result = r.status + (f": {r.reason}" if r.reason and r.status != "up to date" else "")
+        rows.append((r.site, result, r.image_id or "-", f"{r.seconds:.1f}s", speed))
+    return rows
+
+
+def result_json(output: BuildOutput, results: Sequence[SiteResult]) -> dict[str, object]:
+    return {"ok": all(r.ok for r in results), "name": output.name, "build_tag": output.build_tag,
+            "sites": [{"site": r.site, "status": r.status, "reason": r.reason,
+                       "image_id": r.image_id, "seconds": round(r.seconds, 3),
+                       "mb_per_s": round(r.mb_per_s, 1) if r.mb_per_s else None,
+                       "backdated": r.backdated} for r in results]}

@@ -1,0 +1,213 @@
+"""Fast tests: check definitions and selection, comparisons, expectations, results, assets."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from sage_image.boot.ssh import Output
+from sage_image.catalog.model import load_catalog
+from sage_image.checks.assets import BUSYBOX_TAG, write_busybox_image
+from sage_image.checks.compare import (
+    compare_packages,
+    compare_provenance,
+    compare_source_commits,
+)
+from sage_image.checks.model import (
+    Expect,
+    load_checks,
+    render,
+    select_checks,
+    validate_catalog_checks,
+)
+from sage_image.checks.results import (
+    TestReport,
+    check_line,
+    junit_xml,
+    summary_table,
+    write_results,
+)
+from sage_image.checks.runner import CheckResult, expectation_problem
+from sage_image.errors import ConfigError, UsageError
+
+CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
+                  "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
+                  "sage-commands", "source-commits", "cuda-packages"}
+
+
+def test_every_catalog_check_is_defined() -> None:
+    checks = load_checks()
+    validate_catalog_checks(load_catalog(), checks)
+    assert CATALOG_CHECKS <= set(checks)
+
+
+def test_selection_follows_the_variant_chain() -> None:
+    catalog, checks = load_catalog(), load_checks()
+    base = [c.name for c in select_checks(catalog, checks, variant="base")]
+    sage = [c.name for c in select_checks(catalog, checks, variant="sage")]
+    gpu = [c.name for c in select_checks(catalog, checks, variant="gpu")]
+    assert base[:3] == ["cloud-init", "hostname", "ssh-login"] and "docker-run" not in base
+    assert sage[:len(base)] == base and "docker-run" in sage and "cuda-packages" not in sage
+    assert gpu[-1] == "cuda-packages" and gpu[:-1] == sage
+
+
+def test_selection_by_name_keeps_catalog_order_and_allows_extras() -> None:
+    catalog, checks = load_catalog(), load_checks()
+    names = [c.name for c in select_checks(catalog, checks, variant="sage",
+                                           only=("cuda-packages", "docker-run", "hostname"))]
+    assert names == ["hostname", "docker-run", "cuda-packages"]
+    with pytest.raises(UsageError, match="unknown check 'docker-rnu' .*did you mean 'docker-run'"):
+        select_checks(catalog, checks, variant="sage", only=("docker-rnu",))
+
+
+def test_catalog_naming_an_undefined_check_fails_at_load(tmp_path: Path) -> None:
+    text = load_catalog().path.read_text().replace("docker-socket,", "docker-sokcet,", 1)
+    bad = tmp_path / "catalog.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=r"variants\.sage\.checks\[1\]: unknown check "
+                                          r"'docker-sokcet' \(did you mean 'docker-socket'\?\)"):
+        select_checks(load_catalog(bad), load_checks(), variant="sage")
+
+
+@pytest.mark.parametrize("snippet, message", [
+    ("  x:\n    reason: r\n", "needs exactly one of 'run'"),
+    ("  x:\n    reason: r\n    run: true\n    expect: {contain: [a]}\n",
+     r"checks\.x\.expect\.contain: unknown setting \(did you mean 'contains'\?\)"),
+    ("  x:\n    reason: r\n    run: true\n    compare: pakages\n",
+     "unknown compare 'pakages' .did you mean 'packages'"),
+    ("  x:\n    reason: r\n    run: true\n    timeout: -1\n", "expected seconds > 0"),
+    ("  x:\n    reason: r\n    run: true\n    assets: [docker-busybx]\n", "unknown asset"),
+])
+def test_bad_check_definitions_name_the_setting(tmp_path: Path, snippet: str,
+                                                message: str) -> None:
+    path = tmp_path / "checks.yaml"
+    path.write_text("schema: 1\nchecks:\n" + snippet)
+    with pytest.raises(ConfigError, match=message):
+        load_checks(path)
+
+
+def test_a_new_check_is_yaml_only(tmp_path: Path) -> None:
+    path = tmp_path / "checks.yaml"
+    path.write_text("schema: 1\nchecks:\n  motd:\n    reason: 'no motd: {out}'\n"
+                    "    run: cat /etc/motd\n    expect: {contains: [Chameleon]}\n")
+    check = load_checks(path)["motd"]
+    assert check.expect.contains == ("Chameleon",) and check.timeout == 120
+
+
+def test_render_fills_known_placeholders_only() -> None:
+    assert render("{hostname} {{.Go}} ${db:Status} { x; }", {"hostname": "h"}) == \
+        "h {{.Go}} ${db:Status} { x; }"
+
+
+def _out(stdout: str, exit: int = 0, stderr: str = "") -> Output:
+    return Output(exit=exit, stdout=stdout, stderr=stderr)
+
+
+def test_expectations() -> None:
+    assert expectation_problem(Expect(stdout="{hostname}"), _out("h1\n"), {"hostname": "h1"}) \
+        is None
+    assert expectation_problem(Expect(stdout="h1"), _out("other\n"), {}) == "other"
+    assert expectation_problem(Expect(), _out("", 1, "boom\n"), {}) == "boom (exit 1)"
+    assert expectation_problem(Expect(matches=r"(^|\s)docker(\s|$)"), _out("cc sudo\n"), {}) \
+        == "cc sudo"
+    assert expectation_problem(Expect(matches=r"(^|\s)docker(\s|$)"),
+                               _out("cc docker sudo\n"), {}) is None
+    assert expectation_problem(Expect(lacks=("666",)), _out("666 root:docker"), {}) \
+        .startswith("output has '666'")
+
+
+def test_docker_socket_expectation() -> None:
+    expect = load_checks()["docker-socket"].expect
+    assert expectation_problem(expect, _out("660 root:docker\n"), {}) is None
+    for bad in ("666 root:docker", "662 root:docker", "660 root:root",
+                "stat: cannot statx '/var/run/docker.sock': No such file or directory"):
+        assert expectation_problem(expect, _out(bad + "\n"), {}) is not None, bad
+
+
+MANIFEST = {
+    "properties": {"build-tag": "t1", "build-variant": "sage"},
+    "packages": {"bash": "5.2-2", "docker.io": "20.10"},
+    "sources": {"waggle-node": {"path": "/opt/virtual-waggle", "commit": "a" * 40},
+                "beehive-server": {"path": "/opt/beehive-server", "commit": "b" * 40}},
+}
+
+
+def test_compare_provenance() -> None:
+    assert compare_provenance(json.dumps(MANIFEST["properties"]), MANIFEST) is None
+    diff = compare_provenance(json.dumps({"build-tag": "t2", "build-variant": "sage"}), MANIFEST)
+    assert diff == "build-tag: image 't2' != manifest 't1'"
+    assert compare_provenance("cat: no such file", MANIFEST).startswith("not JSON")
+
+
+def test_compare_packages() -> None:
+    good = "ii |bash|5.2-2\nii |docker.io|20.10\nrc |old|1\n"
+    assert compare_packages(good, MANIFEST) is None
+    diff = compare_packages("ii |bash|5.2-3\nii |vim|9\n", MANIFEST)
+    assert diff == ("missing in image: docker.io 20.10; not in manifest: vim 9; "
+                    "bash: image 5.2-3 != manifest 5.2-2")
+
+
+def test_compare_source_commits() -> None:
+    out = f"/opt/virtual-waggle|{'a' * 40}\n/opt/beehive-server|{'c' * 40}\n"
+    assert compare_source_commits(out, MANIFEST) == \
+        "beehive-server: /opt/beehive-server is at cccccccccccc, manifest says bbbbbbbbbbbb"
+    out = f"/opt/virtual-waggle|{'a' * 40}\n/opt/beehive-server|missing\n"
+    assert "no git checkout at /opt/beehive-server" in compare_source_commits(out, MANIFEST)
+
+
+def _report(*results: CheckResult, error: str | None = None) -> TestReport:
+    return TestReport(name="Sage-VirtualWaggle-Debian12", tested_file="x.qcow2",
+                      tested_sha512="ab" * 64, mode="direct", accel="tcg", checks=results,
+                      boot_seconds=17.5, started="2026-01-01T00:00:00+00:00",
+                      finished="2026-01-01T00:01:00+00:00", error=error)
+
+
+def test_results_json_follows_the_manifest_doc(tmp_path: Path) -> None:
+    ok = CheckResult("hostname", True, 0.4)
+    bad = CheckResult("docker-group", False, 0.3, reason="cc is not in the docker group: cc")
+    path = write_results(_report(ok, bad), tmp_path / "test-results.json")
+    data = json.loads(path.read_text())
+    assert set(data) >= {"schema", "name", "tested_file", "tested_sha512", "passed", "mode",
+                         "accel", "checks", "boot_seconds", "started", "finished"}
+    assert data["passed"] is False
+    assert data["checks"][1] == {"name": "docker-group", "passed": False, "seconds": 0.3,
+                                 "reason": "cc is not in the docker group: cc"}
+    assert _report(ok).passed and not _report().passed
+    assert not _report(ok, error="guest did not come up").passed
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left
+
+
+def test_junit_and_table() -> None:
+    report = _report(CheckResult("hostname", True, 0.4, output="sage-test-1"),
+                     CheckResult("sudo", False, 1.0, reason="cc has no passwordless sudo: x"))
+    suite = ET.fromstring(junit_xml(report)).find("testsuite")
+    assert suite is not None and suite.get("tests") == "2" and suite.get("failures") == "1"
+    failure = suite.find("testcase[@name='sudo']/failure")
+    assert failure is not None and failure.get("message") == "cc has no passwordless sudo: x"
+    table = summary_table(report)
+    assert "hostname  pass" in table and "sudo      FAIL" in table
+    assert check_line(report.checks[1]).startswith("  FAIL  sudo")
+    boot_failed = ET.fromstring(junit_xml(_report(error="no ssh"))).find("testsuite")
+    assert boot_failed is not None and boot_failed.get("errors") == "1"
+
+
+def test_busybox_docker_image_is_a_valid_docker_save(tmp_path: Path) -> None:
+    path = write_busybox_image(tmp_path / "bb.tar", qemu_arch="x86_64")
+    with tarfile.open(path) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+        assert manifest[0]["RepoTags"] == [BUSYBOX_TAG]
+        layer = tar.extractfile(manifest[0]["Layers"][0]).read()
+        config = json.load(tar.extractfile(manifest[0]["Config"]))
+    assert config["rootfs"]["diff_ids"] == [f"sha256:{hashlib.sha256(layer).hexdigest()}"]
+    with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
+        names = inner.getnames()
+        assert "bin/busybox" in names and inner.getmember("bin/sh").issym()
+    # Deterministic: the same bytes every time (cacheable, reproducible).
+    assert write_busybox_image(tmp_path / "bb2.tar", qemu_arch="x86_64").read_bytes() == \
+        path.read_bytes()

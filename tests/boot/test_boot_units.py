@@ -1,0 +1,159 @@
+"""Fast tests: config drive contents, disk inspection, QEMU command line, KVM choice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sage_image.boot import disk
+from sage_image.boot.configdrive import (
+    Metadata,
+    configdrive_files,
+    nocloud_files,
+    write_drive,
+)
+from sage_image.boot.kvm import choose_accel, probe_kvm
+from sage_image.boot.qemu import VmSpec, free_port, qemu_argv
+from sage_image.boot.ssh import generate_key
+from sage_image.errors import BootTestError, UsageError
+
+from .conftest import make_ext4, make_mbr_disk
+
+META = Metadata(uuid="0b4f0e5e-1111-4222-8333-944455556666", hostname="sage-test-0b4f0e5e",
+                public_key="ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBsomekey sage-image-test-x",
+                mac="52:54:00:11:22:33")
+
+
+def test_configdrive_carries_key_hostname_uuid() -> None:
+    files = configdrive_files(META)
+    meta = json.loads(files["openstack/latest/meta_data.json"])
+    assert meta["uuid"] == META.uuid
+    assert meta["hostname"] == META.hostname
+    assert list(meta["public_keys"].values()) == [META.public_key]
+    net = json.loads(files["openstack/latest/network_data.json"])
+    assert net["links"][0]["ethernet_mac_address"] == META.mac
+    assert net["networks"][0]["type"] == "ipv4_dhcp"
+
+
+def test_configdrive_iso_is_labelled_config_2(tmp_path: Path) -> None:
+    iso = write_drive("configdrive", META, tmp_path)
+    # ISO 9660 primary volume descriptor: the volume id is at 32768 + 40, 32 bytes.
+    assert iso.read_bytes()[32808:32840].decode().strip() == "config-2"
+    listing = subprocess.run(["isoinfo", "-R", "-f", "-i", str(iso)], capture_output=True,
+                             text=True, check=True).stdout
+    assert "/openstack/latest/meta_data.json" in listing
+    content = subprocess.run(["isoinfo", "-R", "-i", str(iso), "-x",
+                              "/openstack/latest/meta_data.json"], capture_output=True,
+                             text=True, check=True).stdout
+    assert json.loads(content)["public_keys"]["sage-image-test"] == META.public_key
+
+
+def test_nocloud_option(tmp_path: Path) -> None:
+    files = nocloud_files(META)
+    assert f"instance-id: {META.uuid}" in files["meta-data"]
+    assert f"  - {META.public_key}" in files["meta-data"]
+    iso = write_drive("nocloud", META, tmp_path)
+    assert iso.read_bytes()[32808:32840].decode().strip() == "cidata"
+
+
+def test_throwaway_key_is_private_to_the_workdir(tmp_path: Path) -> None:
+    key = generate_key(tmp_path, comment="sage-image-test-abc")
+    assert key.private.stat().st_mode & 0o077 == 0
+    assert key.public_line.startswith("ssh-ed25519 ") and key.public_line.endswith("-abc")
+    assert "PRIVATE" not in key.public_line
+
+
+def test_partitions_mbr_and_bare_filesystem(tmp_path: Path) -> None:
+    fs = make_ext4(tmp_path / "fs.raw", {"boot/": b""})
+    bare = disk.inspect_disk(fs)
+    assert disk.find_root(bare).offset == 0
+    mbr = make_mbr_disk(tmp_path / "mbr.raw", fs)
+    qcow = tmp_path / "mbr.qcow2"
+    subprocess.run(["qemu-img", "convert", "-O", "qcow2", str(mbr), str(qcow)], check=True)
+    for image in (mbr, qcow):  # raw is read directly, qcow2 through qemu-img dd
+        root = disk.find_root(disk.inspect_disk(image))
+        assert (root.index, root.offset, root.label) == (1, 1 << 20, disk.ROOT_LABEL)
+
+
+def test_kernel_extraction_picks_newest(tmp_path: Path, tiny) -> None:
+    image = tiny("bad-kernel")
+    root = disk.find_root(disk.inspect_disk(image))
+    files = disk.extract_kernel(image, root, tmp_path)
+    assert files.version == "6.1.0-1-amd64"
+    assert files.kernel.read_bytes().startswith(b"not a kernel")
+
+
+def test_missing_kernel_is_a_clear_error(tmp_path: Path, tiny) -> None:
+    image = tiny("no-kernel")
+    root = disk.find_root(disk.inspect_disk(image))
+    with pytest.raises(BootTestError, match=r"no kernel in the image \(/boot has no vmlinuz"):
+        disk.extract_kernel(image, root, tmp_path)
+
+
+def test_not_a_disk_image(tiny) -> None:
+    with pytest.raises(UsageError, match="not a disk image"):
+        disk.find_root(disk.inspect_disk(tiny("not-a-disk")))
+
+
+def test_corrupt_qcow2(tiny) -> None:
+    info = disk.inspect_disk(tiny("corrupt-qcow2"))
+    with pytest.raises(BootTestError, match=r"qcow2 image is corrupt: \d+ corruption"):
+        disk.check_disk(info)
+
+
+def test_truncated_qcow2_is_refused(tmp_path: Path, tiny) -> None:
+    src = tiny("no-kernel-qcow2").read_bytes()
+    cut = tmp_path / "cut.qcow2"
+    cut.write_bytes(src[: len(src) // 3])
+    with pytest.raises(BootTestError):
+        info = disk.inspect_disk(cut)
+        disk.check_disk(info)
+        disk.find_root(info)
+
+
+def _spec(tmp_path: Path, **kw) -> VmSpec:
+    base = dict(disk=tmp_path / "d.qcow2", disk_format="qcow2", qemu_arch="x86_64",
+                accel="tcg", seed=tmp_path / "seed.iso", mac=META.mac)
+    return VmSpec(**(base | kw))
+
+
+def test_qemu_argv_direct_boot(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, kernel=tmp_path / "vmlinuz", initrd=tmp_path / "initrd.img",
+                 cmdline="root=LABEL=cloudimg-rootfs ro console=ttyS0,115200")
+    argv = qemu_argv(spec, overlay=tmp_path / "o.qcow2", serial_log=tmp_path / "s.log",
+                     port=2222)
+    joined = " ".join(argv)
+    assert argv[0] == "qemu-system-x86_64" and spec.mode == "direct"
+    assert "hostfwd=tcp:127.0.0.1:2222-:22" in joined
+    assert f"file={tmp_path / 'o.qcow2'}" in joined and str(spec.disk) not in joined
+    assert "-kernel" in argv and "-initrd" in argv and "tcg,thread=multi" in argv
+    assert "readonly=on" in joined
+
+
+def test_qemu_argv_firmware_and_arm64(tmp_path: Path) -> None:
+    fw = qemu_argv(_spec(tmp_path), overlay=tmp_path / "o", serial_log=tmp_path / "s", port=1)
+    assert "-kernel" not in fw and "-bios" not in fw
+    if Path("/usr/share/ovmf/OVMF.fd").is_file():
+        uefi = qemu_argv(_spec(tmp_path, uefi=True), overlay=tmp_path / "o",
+                         serial_log=tmp_path / "s", port=1)
+        assert "-bios" in uefi
+    arm = qemu_argv(_spec(tmp_path, qemu_arch="aarch64", kernel=tmp_path / "k"),
+                    overlay=tmp_path / "o", serial_log=tmp_path / "s", port=1)
+    assert arm[0] == "qemu-system-aarch64" and "virt" in arm
+
+
+def test_free_ports_differ() -> None:
+    ports = {free_port() for _ in range(5)}
+    assert len(ports) >= 4 and all(1024 < p < 65536 for p in ports)
+
+
+def test_accel_choice(tmp_path: Path) -> None:
+    assert choose_accel("tcg", qemu="q", qemu_arch="x86_64", kernel=None).accel == "tcg"
+    assert choose_accel("auto", qemu="q", qemu_arch="aarch64", kernel=None).accel == "tcg"
+    # A "kernel" that is not one never reaches the root-mount message: KVM is not trusted.
+    fake = tmp_path / "vmlinuz"
+    fake.write_bytes(b"nope")
+    assert probe_kvm(qemu="qemu-system-x86_64", kernel=fake, seconds=10) is False

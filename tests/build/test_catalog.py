@@ -1,0 +1,102 @@
+"""The catalog loads, and every kind of mistake in it is reported with file, line and setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from sage_image.catalog import load_catalog
+from sage_image.catalog.commands import catalog_images
+from sage_image.errors import ConfigError
+
+
+def test_default_catalog_defines_the_expected_matrix(catalog):
+    assert set(catalog.releases) == {"bionic", "focal", "jammy", "noble", "bookworm", "trixie"}
+    assert set(catalog.variants) == {"base", "sage", "gpu"}
+    assert set(catalog.sites) == {"CHI@UC", "CHI@TACC", "KVM@TACC", "CHI@NCAR"}
+    names = {i["name"] for i in catalog_images(catalog)}
+    assert {"CC-Ubuntu22.04", "Sage-VirtualWaggle-Ubuntu22.04",
+            "Sage-VirtualWaggle-Ubuntu22.04-CUDA", "CC-Ubuntu22.04-ARM64",
+            "CC-Debian12", "Sage-VirtualWaggle-Debian12"} <= names
+    # gpu is amd64-only: no CUDA image for arm64
+    assert "Sage-VirtualWaggle-Ubuntu22.04-CUDA-ARM64" not in names
+
+
+def test_variant_inherits_elements_sources_and_checks(catalog):
+    assert catalog.variant_elements("gpu") == ("chameleon-common", "sage", "gpu")
+    assert "cc-snapshot" in catalog.variant_sources("sage")
+    assert "waggle-node" in catalog.variant_sources("gpu")
+    assert "cloud-init" in catalog.variant_checks("sage")
+    assert "docker-run" not in catalog.variant_checks("base")
+
+
+def test_every_source_is_pinned_to_a_full_commit(catalog):
+    for source in catalog.sources.values():
+        assert len(source.commit) == 40 and source.path.startswith("/opt/")
+
+
+def test_a_new_site_is_a_yaml_edit(catalog_text, write_catalog):
+    text = catalog_text.replace("sites:\n", "sites:\n  CHI@Edge:\n    kind: baremetal\n"
+                                "    cloud: chi-edge\n    arches: [arm64]\n", 1)
+    catalog = load_catalog(write_catalog(text))
+    assert catalog.sites["CHI@Edge"].arches == ("arm64",)
+    assert any("CHI@Edge" in i["sites"] for i in catalog_images(catalog))
+
+
+BROKEN = [
+    # (replace this, with this, the error must contain)
+    ("elements: [sage]", "elements: [virtual-wagle]",
+     "variants.sage.elements[0]: unknown element 'virtual-wagle'"),
+    ("commit: 09a85ed3e1b7f1c5a3140c6fb894a139b5ea2f94", "commit: main",
+     "sources.waggle-node.commit: pin a full 40-character commit id"),
+    ("    kind: kvm\n", "    kind: kvmm\n", "sites.KVM@TACC.kind: unknown site kind 'kvmm' (did you mean 'kvm'?)"),
+    ("    parent: base\n", "    parent: bsae\n", "variants.sage.parent: unknown variant 'bsae'"),
+    ("family: debian", "family: fedora", "releases.bookworm.family: unknown family 'fedora'"),
+    ('name: "CC-{os}{arch_suffix}"', 'name: "CC-{distro}"', "variants.base.name: bad name template"),
+    ("    disk_format: raw", "    disk_format: vmdk", "site_kinds.kvm.disk_format: unknown disk format"),
+    ("  compression: zlib\n", "  compresion: zlib\n", "builder: missing required setting 'compression'"),
+    ("  compression: zlib\n", "  compression: zlib\n  colour: red\n", "builder.colour: unknown setting 'colour'"),
+    ("    path: /opt/sage-ecr", "    path: opt/sage-ecr", "sources.sage-ecr.path: expected an absolute path"),
+    ("schema: 1", "schema: 7", "schema: unsupported schema 7"),
+    ('mirrors: {amd64: "http://deb.debian.org/debian", arm64: "http://deb.debian.org/debian"}\n'
+     '    security_mirror: "http://deb.debian.org/debian-security"\n'
+     '    env: {DIB_DEBIAN_COMPONENTS: "main,contrib,non-free,non-free-firmware"}\n  trixie',
+     'mirrors: {amd64: "ftp://x"}\n  trixie', "releases.bookworm.mirrors: missing required setting 'arm64'"),
+]
+
+
+@pytest.mark.parametrize("old,new,expected", BROKEN, ids=[b[2].split(":")[0] for b in BROKEN])
+def test_broken_catalog_names_file_line_and_setting(catalog_text, write_catalog, old, new, expected):
+    assert old in catalog_text
+    path = write_catalog(catalog_text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_catalog(path)
+    message = info.value.message
+    assert message.startswith("catalog.yaml:"), message
+    line = int(message.split(":")[1])
+    assert 1 <= line <= len(catalog_text.splitlines()) + 1
+    assert expected in message
+
+
+def test_error_line_points_at_the_bad_setting(catalog_text, write_catalog):
+    path = write_catalog(catalog_text.replace("elements: [sage]", "elements: [virtual-wagle]"))
+    with pytest.raises(ConfigError) as info:
+        load_catalog(path)
+    line = int(info.value.message.split(":")[1])
+    assert "virtual-wagle" in path.read_text().splitlines()[line - 1]
+
+
+def test_invalid_yaml_reports_line(write_catalog):
+    with pytest.raises(ConfigError) as info:
+        load_catalog(write_catalog("schema: 1\nbuilder: [unclosed\n"))
+    assert "not valid YAML" in info.value.message and "catalog.yaml:" in info.value.message
+
+
+def test_parent_cycle_is_refused(catalog_text, write_catalog):
+    text = catalog_text.replace("  base:\n    description:", "  base:\n    parent: gpu\n    description:")
+    with pytest.raises(ConfigError, match="parents form a cycle"):
+        load_catalog(write_catalog(text))
+
+
+def test_missing_catalog_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read catalog"):
+        load_catalog(tmp_path / "nope.yaml")

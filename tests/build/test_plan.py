@@ -1,0 +1,136 @@
+"""Plans for every combination the catalog allows, and every request it must refuse."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from sage_image.build.plan import (
+    BUILDER_ELEMENTS,
+    BuildRequest,
+    SourceOverride,
+    parse_source_override,
+    plan_build,
+)
+from sage_image.catalog import load_catalog
+from sage_image.errors import UsageError
+
+CATALOG = load_catalog()
+COMBINATIONS = [
+    (release, variant, arch, site)
+    for release, variant, arch in itertools.product(CATALOG.releases, CATALOG.variants,
+                                                    CATALOG.arches)
+    if arch in CATALOG.releases[release].arches and arch in CATALOG.variant_arches(variant)
+    for site in [None, *(s for s in CATALOG.sites if arch in CATALOG.sites[s].arches)]
+]
+
+
+@pytest.mark.parametrize("release,variant,arch,site", COMBINATIONS,
+                         ids=["-".join(map(str, c)) for c in COMBINATIONS])
+def test_every_catalog_combination_plans(release, variant, arch, site):
+    plan = plan_build(CATALOG, BuildRequest(release=release, variant=variant, arch=arch,
+                                            sites=(site,) if site else (), timestamp=1700000000))
+    rel = CATALOG.releases[release]
+    assert plan.elements[0] == rel.element
+    assert list(plan.elements[-len(BUILDER_ELEMENTS):]) == list(BUILDER_ELEMENTS)
+    for element in CATALOG.arches[arch].elements + CATALOG.variant_elements(variant):
+        assert element in plan.elements
+    assert len(set(plan.elements)) == len(plan.elements)
+    assert plan.env["DIB_RELEASE"] == release
+    assert plan.env["DIB_DISTRIBUTION_MIRROR"] == rel.mirrors[arch]
+    assert plan.name == CATALOG.image_name(release=release, variant=variant, arch=arch)
+    wanted = {CATALOG.site_kinds[CATALOG.sites[s].kind].disk_format for s in plan.sites}
+    assert set(plan.formats) == wanted
+    for site_name in plan.sites:
+        for element in CATALOG.site_kinds[CATALOG.sites[site_name].kind].elements:
+            assert element in plan.elements
+    assert plan.properties["build-release"] == release
+    assert plan.properties["build-timestamp"] == "1700000000"
+    assert {s.name for s in plan.sources} == set(CATALOG.variant_sources(variant))
+    if variant == "gpu":
+        assert plan.env["DIB_SAGE_CUDA_VERSION"] == "12.4"
+
+
+def test_sage_bookworm_plan_in_detail(catalog):
+    plan = plan_build(catalog, BuildRequest(release="bookworm", variant="sage"))
+    assert plan.name == "Sage-VirtualWaggle-Debian12"
+    assert plan.elements == ("debian-minimal", "vm", "block-device-mbr", "chameleon-common",
+                             "sage", "chi", "kvm", "pinned-sources", "build-artifacts")
+    assert plan.formats == ("qcow2", "raw")  # bare metal wants qcow2, KVM@TACC raw
+    assert plan.env["DIB_DEBIAN_SECURITY_MIRROR"] == "http://deb.debian.org/debian-security"
+    assert "NoCloud" in plan.env["DIB_CLOUD_INIT_DATASOURCES"]
+    assert [s.path for s in plan.sources] == ["/opt/cc-snapshot", "/opt/virtual-waggle",
+                                             "/opt/beehive-server", "/opt/edge-plugins",
+                                             "/opt/sage-ecr"]
+
+
+def test_kvm_build_targets_kvm_sites_and_raw(catalog):
+    plan = plan_build(catalog, BuildRequest(release="jammy", variant="base", kvm=True))
+    assert plan.sites == ("KVM@TACC",) and plan.formats == ("raw",)
+    assert "kvm" in plan.elements and "chi" not in plan.elements
+
+
+def test_arm64_uses_uefi_layout_and_ports_mirror(catalog):
+    plan = plan_build(catalog, BuildRequest(release="jammy", variant="sage", arch="arm64"))
+    assert "block-device-efi" in plan.elements and plan.dib_arch == "arm64"
+    assert plan.mirror == "http://ports.ubuntu.com/ubuntu-ports"
+    assert plan.name.endswith("-ARM64") and "KVM@TACC" not in plan.sites
+
+
+def test_source_override_replaces_url_and_commit(catalog):
+    plan = plan_build(catalog, BuildRequest(
+        release="bookworm", variant="sage",
+        source_overrides=(SourceOverride("waggle-node", "/srv/vw", "abc123"),)))
+    vw = next(s for s in plan.sources if s.name == "waggle-node")
+    assert (vw.url, vw.commit, vw.overridden) == ("/srv/vw", "abc123", True)
+    assert vw.pinned == catalog.sources["waggle-node"].commit
+
+
+REFUSED = [
+    (dict(release="bionc", variant="sage"), "unknown release 'bionc' (did you mean 'bionic'?)"),
+    (dict(release="jammy", variant="sgae"), "unknown variant 'sgae' (did you mean 'sage'?)"),
+    (dict(release="jammy", variant="sage", arch="ppc64"), "unknown arch 'ppc64'"),
+    (dict(release="jammy", variant="sage", sites=("CHI@XYZ",)), "unknown site 'CHI@XYZ'"),
+    (dict(release="jammy", variant="sage", arch="arm64", sites=("CHI@NCAR",)),
+     "site CHI@NCAR has no arm64 nodes"),
+    (dict(release="jammy", variant="gpu", arch="arm64"), "variant gpu is not built for arm64"),
+    (dict(release="jammy", variant="sage", arch="arm64", kvm=True), "no catalog site carries arm64 on KVM"),
+    (dict(release="jammy", variant="sage", sites=("CHI@UC",), kvm=True), "either --site or --kvm"),
+    (dict(release="jammy", variant="sage", admin_user="ops"), "--admin-user needs --admin-keys"),
+    (dict(release="jammy", variant="sage", compression="lzma"), "unknown compression 'lzma'"),
+    (dict(release="jammy", variant="sage", source_overrides=(SourceOverride("waggle", "/x"),)),
+     "unknown source 'waggle' (did you mean 'waggle-node'?)"),
+    (dict(release="jammy", variant="base", source_overrides=(SourceOverride("waggle-node", "/x"),)),
+     "variant base does not use 'waggle-node'"),
+]
+
+
+@pytest.mark.parametrize("fields,expected", REFUSED, ids=[r[1][:40] for r in REFUSED])
+def test_refused_requests_say_why(catalog, fields, expected):
+    with pytest.raises(UsageError) as info:
+        plan_build(catalog, BuildRequest(**fields))
+    assert expected in info.value.message
+    assert info.value.exit_code == 2
+
+
+def test_unknown_names_list_the_valid_ones(catalog):
+    with pytest.raises(UsageError, match="valid: bionic, focal, jammy, noble, bookworm, trixie"):
+        plan_build(catalog, BuildRequest(release="xenial", variant="sage"))
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("waggle-node=/srv/vw", SourceOverride("waggle-node", "/srv/vw")),
+    ("waggle-node=/srv/vw@abc", SourceOverride("waggle-node", "/srv/vw", "abc")),
+    ("x=https://github.com/a/b@v1.2", SourceOverride("x", "https://github.com/a/b", "v1.2")),
+    ("x=git@github.com:a/b", SourceOverride("x", "git@github.com:a/b")),
+    ("x=ssh://git@host/a/b@deadbeef", SourceOverride("x", "ssh://git@host/a/b", "deadbeef")),
+])
+def test_parse_source_override(text, expected):
+    assert parse_source_override(text) == expected
+
+
+@pytest.mark.parametrize("text", ["waggle-node", "=/x", "x="])
+def test_parse_source_override_refuses_malformed(text):
+    with pytest.raises(UsageError, match="expected NAME=URL_OR_PATH"):
+        parse_source_override(text)
