@@ -10,7 +10,8 @@ import pytest
 
 from sage_image.publish.site import SiteImage, create_image, list_images
 
-from .conftest import CLOUDS, SITES
+SITES = ("CHI@UC", "CHI@TACC", "KVM@TACC")
+CLOUDS = {"CHI@UC": "chi-uc", "CHI@TACC": "chi-tacc", "KVM@TACC": "kvm-tacc"}
 
 pytestmark = pytest.mark.cloud
 
