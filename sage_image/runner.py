@@ -57,6 +57,7 @@ def stream(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
     on_line: Callable[[str], None],
+    on_start: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> int:
     """Run a long command in its own process group, handing each output line to on_line.
 
@@ -71,6 +72,8 @@ def stream(
         start_new_session=True, errors="backslashreplace",
     )
     try:
+        if on_start is not None:
+            on_start(proc)
         assert proc.stdout is not None
         for line in proc.stdout:
             on_line(line.rstrip("\n"))
@@ -96,8 +99,16 @@ def terminate_group(proc: subprocess.Popen[str], grace: float = 20.0) -> None:
 
 def _failure(args: list[str], returncode: int, output: str) -> CommandError:
     tail = "\n".join(deque(output.splitlines(), maxlen=TAIL_LINES))
-    last = tail.splitlines()[-1] if tail else ""
+    last = _most_telling_line(tail.splitlines())
     return CommandError(
         f"{Path(args[0]).name} failed (exit {returncode})" + (f": {last}" if last else ""),
         argv=args, returncode=returncode, output_tail=tail,
     )
+
+
+def _most_telling_line(lines: list[str]) -> str:
+    """The first line that says what went wrong (git's 'fatal:', apt's 'E:'), else the last."""
+    for line in lines:
+        if line.lower().startswith(("fatal:", "error:", "e: ")):
+            return line.strip()
+    return lines[-1].strip() if lines else ""

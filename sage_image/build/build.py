@@ -193,9 +193,30 @@ def reap_stale_work(cache_root: Path) -> list[Path]:
             pass
         except (ValueError, PermissionError, OSError):
             continue
+        _stop_orphaned_dib(owner.parent / "dib.pgid")
         _clean_work(owner.parent)
         reaped.append(owner.parent)
     return reaped
+
+
+def _stop_orphaned_dib(pgid_file: Path) -> None:
+    """DIB runs in its own process group: it outlives a SIGKILLed sage-image. Stop it."""
+    try:
+        pgid = int(pgid_file.read_text())
+    except (OSError, ValueError):
+        return
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(pgid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.2)
 
 
 @contextmanager

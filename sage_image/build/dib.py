@@ -83,6 +83,11 @@ class BuildPaths:
         return self.work / "provenance.json"
 
     @property
+    def dib_pgid(self) -> Path:
+        """DIB's process group, so a later build can stop it if this one was SIGKILLed."""
+        return self.work / "dib.pgid"
+
+    @property
     def image_base(self) -> Path:
         return self.work / "image" / "image"
 
@@ -108,6 +113,10 @@ def dib_environment(plan: BuildPlan, paths: BuildPaths) -> dict[str, str]:
         "LANG": "C.UTF-8",
         "TMPDIR": str(paths.tmp),
         "DIB_NO_TMPFS": "1",
+        # Keep the bootstrapped root as a tarball in the (per-slot) cache: a warm build skips
+        # debootstrap. `sage-image cache prune` (or deleting the slot) refreshes it.
+        "DIB_DEBOOTSTRAP_CACHE": "1",
+        "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE": "1",
         "DIB_IMAGE_CACHE": str(paths.dib_cache),
         "ELEMENTS_PATH": ":".join(str(d) for d in element_dirs()),
         "SAGE_IMAGE_DM_STATE": str(paths.dm_state),
@@ -176,7 +185,8 @@ def run_dib(plan: BuildPlan, paths: BuildPaths, log_file: Path, *,
     log = DibLog(log_file, on_phase, clock)
     try:
         code = stream(dib_command(plan, paths), env=dib_environment(plan, paths),
-                      cwd=paths.work, on_line=log.line)
+                      cwd=paths.work, on_line=log.line,
+                      on_start=lambda proc: paths.dib_pgid.write_text(str(proc.pid)))
     finally:
         log.close()
     if code != 0:

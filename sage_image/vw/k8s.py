@@ -146,7 +146,7 @@ def configmap(request: K8sRequest, node: NodeSpec) -> Obj:
     else:
         data.pop("WAGGLE_BEEHIVE_HOST", None)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta(request, node, CONFIGMAP),
-            "data": data}
+            "data": dict(sorted(data.items()))}
 
 
 def beehive_ports() -> list[Obj]:

@@ -39,7 +39,8 @@ def test_fixture_converts_to_the_built_in_shape() -> None:
 
 
 def test_every_kompose_failure_has_an_explained_decision() -> None:
-    text = "\n".join(f"{d.service} {d.kompose} {d.here} {d.why}" for d in convert(COMPOSE).decisions)
+    decisions = convert(COMPOSE).decisions
+    text = "\n".join(f"{d.service} {d.kompose} {d.here} {d.why}" for d in decisions)
     for expected in ("never resolved", "bare Pod", "restarts the one-shot forever",
                      "Job with restartPolicy OnFailure", "Pending without a default StorageClass",
                      "ReadWriteOnce", "Secret waggle-registration-key", "host.docker.internal",
