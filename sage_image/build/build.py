@@ -26,7 +26,7 @@ import diskimage_builder.version as dib_version
 from .. import __version__
 from ..errors import BuildError
 from . import artifacts, devmapper, preflight
-from .dib import BuildPaths, run_dib, write_shims
+from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
 from .plan import BuildPlan
 from .sources import FetchedSource, SourceCache, export_sources, fetch_sources
 
@@ -83,20 +83,22 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
             export_sources(fetched, cache, paths.sources)
             artifacts.write_json(paths.provenance, properties)
             write_shims(paths)
+            prepare_layered_cache(plan, paths)
             dib_phases = run_dib(plan, paths, out_dir / LOG, on_phase=reporter.phase,
                                  clock=time.monotonic)
             timer.phases.update({k: round(v, 2) for k, v in dib_phases.items()})
-            with timer.phase("convert", reporter):
-                files = artifacts.convert_formats(paths.image_base.with_suffix(".raw"), plan,
-                                                  out_dir)
-            _copy_boot_files(paths, out_dir)
             packages = artifacts.installed_packages(paths.artifacts / "dpkg-status")
+            files: dict[str, Path] = {}
+            if not plan.layer_only:
+                with timer.phase("convert", reporter):
+                    files = artifacts.convert_formats(paths.image_base.with_suffix(".raw"),
+                                                      plan, out_dir)
+                _copy_boot_files(paths, out_dir)
         except BaseException:
             _remove_outputs(plan)
             raise
     with timer.phase("checksums", reporter):
-        described = {fmt: artifacts.describe_file(path, fmt, plan, out_dir)
-                     for fmt, path in files.items()}
+        described = artifacts.describe_files(files, plan, out_dir)
     manifest = _manifest(plan, fetched, properties, described, packages, timer.phases)
     artifacts.write_json(out_dir / MANIFEST, manifest)
     return manifest
@@ -107,6 +109,7 @@ def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
     preflight.check_tools()
     preflight.check_loop_devices()
     preflight.check_free_disk(plan, plan.out_dir, options.cache_root)
+    preflight.check_layer(plan)
     if options.check_mirror:
         preflight.check_mirror(plan)
 
@@ -147,6 +150,9 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
         "boot": {"kernel": "boot/vmlinuz", "initrd": "boot/initrd.img",
                  "root": plan.boot_cmdline.split()[0].removeprefix("root="),
                  "cmdline": plan.boot_cmdline},
+        "layer": {"only": plan.layer_only,
+                  "from": str(plan.from_layer) if plan.from_layer else None,
+                  "saved": str(plan.save_layer) if plan.save_layer else None},
         "checks": list(plan.checks), "packages": packages, "phases": phases,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

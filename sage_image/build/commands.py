@@ -47,6 +47,12 @@ def add_request_flags(parser: argparse.ArgumentParser) -> None:
                         help="SSH public keys for --admin-user")
     parser.add_argument("--serial-autologin", action="store_true",
                         help="log cc in automatically on the serial console")
+    parser.add_argument("--from-layer", type=Path, default=None, metavar="FILE",
+                        help="start from the parent variant's saved layer instead of debootstrap")
+    parser.add_argument("--save-layer", type=Path, default=None, metavar="FILE",
+                        help="save this build's root filesystem as a layer for child variants")
+    parser.add_argument("--layer-only", action="store_true",
+                        help="with --save-layer: make only the layer, no image files")
     add_catalog_flag(parser)
 
 
@@ -87,6 +93,7 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         source_overrides=tuple(parse_source_override(s) for s in args.source),
         compression=args.compression, admin_user=args.admin_user, admin_keys=args.admin_keys,
         serial_autologin=args.serial_autologin, timestamp=int(time.time()),
+        from_layer=args.from_layer, save_layer=args.save_layer, layer_only=args.layer_only,
         builder_commit=builder_commit(),
     )
 
@@ -146,6 +153,8 @@ def report_build(console: Console, plan: BuildPlan, manifest: dict[str, Any],
         console.json({"ok": True, "out": str(out), "elapsed": round(elapsed, 1),
                       "manifest": manifest})
         return 0
+    if not manifest["files"]:
+        console.info(f"saved layer {plan.save_layer}")
     console.table(["FILE", "FORMAT", "SIZE", "SHA256"],
                   [(f["path"], fmt, f"{f['size'] / 2**20:.0f} MiB", f["sha256"][:16])
                    for fmt, f in manifest["files"].items()])

@@ -88,6 +88,10 @@ class BuildPaths:
         return self.work / "dib.pgid"
 
     @property
+    def layered_cache(self) -> Path:
+        return self.work / "dib-cache"
+
+    @property
     def image_base(self) -> Path:
         return self.work / "image" / "image"
 
@@ -104,6 +108,22 @@ def write_shims(paths: BuildPaths) -> None:
         shim.chmod(0o755)
 
 
+def prepare_layered_cache(plan: BuildPlan, paths: BuildPaths) -> None:
+    """A layered build starts from its parent's root instead of debootstrap: give DIB a cache
+    folder whose debootstrap tarball is that layer and whose other entries (the shared apt
+    archive ...) are the slot's."""
+    if not plan.from_layer:
+        return
+    cache = paths.layered_cache
+    cache.mkdir(parents=True, exist_ok=True)
+    tarball = f"debootstrap-{plan.family}-{plan.release}-{plan.dib_arch}.tar.gz"
+    (paths.dib_cache / "apt").mkdir(exist_ok=True)  # the archive must outlive this build
+    for entry in paths.dib_cache.iterdir():
+        if entry.name != tarball:
+            (cache / entry.name).symlink_to(entry)
+    (cache / tarball).symlink_to(Path(plan.from_layer).resolve())
+
+
 def dib_environment(plan: BuildPlan, paths: BuildPaths) -> dict[str, str]:
     """An explicit environment: only what DIB needs, nothing inherited by accident."""
     python_bin = str(Path(sys.executable).parent)
@@ -117,7 +137,7 @@ def dib_environment(plan: BuildPlan, paths: BuildPaths) -> dict[str, str]:
         # debootstrap. `sage-image cache prune` (or deleting the slot) refreshes it.
         "DIB_DEBOOTSTRAP_CACHE": "1",
         "DIB_DEBIAN_USE_DEBOOTSTRAP_CACHE": "1",
-        "DIB_IMAGE_CACHE": str(paths.dib_cache),
+        "DIB_IMAGE_CACHE": str(paths.layered_cache if plan.from_layer else paths.dib_cache),
         "ELEMENTS_PATH": ":".join(str(d) for d in element_dirs()),
         "SAGE_IMAGE_DM_STATE": str(paths.dm_state),
         "SAGE_IMAGE_SOURCES": str(paths.sources),
@@ -129,6 +149,8 @@ def dib_environment(plan: BuildPlan, paths: BuildPaths) -> dict[str, str]:
     for proxy in ("http_proxy", "https_proxy", "no_proxy"):
         if proxy in os.environ:
             env[proxy] = os.environ[proxy]
+    if plan.save_layer:
+        env["SAGE_IMAGE_LAYER_OUT"] = str(Path(plan.save_layer).resolve())
     if plan.admin_keys:
         env["DIB_CC_ADMIN_KEYS"] = str(Path(plan.admin_keys).resolve())
     env.update(plan.env)

@@ -18,6 +18,7 @@ from ..errors import UsageError
 # Elements sage-image itself adds to every build (see their READMEs in sage_image/elements).
 BUILDER_ELEMENTS = ("build-artifacts",)
 SOURCES_ELEMENT = "pinned-sources"
+LAYER_ELEMENT = "layer-export"
 ROOT_LABEL = "cloudimg-rootfs"
 
 
@@ -45,6 +46,9 @@ class BuildRequest:
     serial_autologin: bool = False
     timestamp: int = 0  # Unix seconds: build-timestamp
     builder_commit: str = "unknown"  # the sage-image source commit: build-repo-commit
+    from_layer: Path | None = None  # start from the parent variant's saved root (layered build)
+    save_layer: Path | None = None  # save this build's root for its child variants
+    layer_only: bool = False  # only the layer is wanted (a parent no one asked to publish)
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,9 @@ class BuildPlan:
     mirror: str
     out_dir: Path
     admin_keys: Path | None = None
+    from_layer: Path | None = None
+    save_layer: Path | None = None
+    layer_only: bool = False
     boot_cmdline: str = f"root=LABEL={ROOT_LABEL} ro console=ttyS0,115200"
     warnings: tuple[str, ...] = field(default=())
 
@@ -92,7 +99,9 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
     sources = _plan_sources(catalog, request)
     elements = tuple(dict.fromkeys(
         (release.element,) + catalog.arches[arch].elements + catalog.variant_elements(variant)
-        + site_elements + ((SOURCES_ELEMENT,) if sources else ()) + BUILDER_ELEMENTS))
+        + site_elements + ((SOURCES_ELEMENT,) if sources else ()) + BUILDER_ELEMENTS
+        + ((LAYER_ELEMENT,) if request.save_layer else ())
+        + (("no-final-image",) if request.layer_only else ())))
     name = catalog.image_name(release=release.name, variant=variant, arch=arch)
     compression = request.compression or catalog.builder.compression
     if compression not in ("zlib", "zstd"):
@@ -109,7 +118,8 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
         min_free_gb=max(v.min_free_gb for v in catalog.variant_chain(variant)),
         mirror=release.mirrors[arch],
         out_dir=request.out_dir or Path("out") / f"{release.name}-{variant}-{arch}",
-        admin_keys=request.admin_keys,
+        admin_keys=request.admin_keys, from_layer=request.from_layer,
+        save_layer=request.save_layer, layer_only=request.layer_only,
     )
 
 
@@ -128,6 +138,11 @@ def _validate_names(catalog: Catalog, request: BuildRequest) -> tuple[Release, s
     if request.arch not in allowed:
         raise UsageError(f"variant {request.variant} is not built for {request.arch}"
                          f" (catalog allows: {', '.join(allowed)})")
+    if request.from_layer and request.variant and not catalog.variants[request.variant].parent:
+        raise UsageError(f"--from-layer: variant {request.variant} has no parent variant to "
+                         "start from")
+    if request.layer_only and not request.save_layer:
+        raise UsageError("--layer-only needs --save-layer FILE")
     if request.admin_user and not request.admin_keys:
         raise UsageError("--admin-user needs --admin-keys FILE (its SSH public keys)")
     return release, request.variant, request.arch
@@ -187,6 +202,8 @@ def _dib_env(catalog: Catalog, request: BuildRequest, release: Release) -> dict[
         env["DIB_DEBIAN_SECURITY_MIRROR"] = release.security_mirror
     if catalog.builder.image_size_gb:
         env["DIB_IMAGE_SIZE"] = str(catalog.builder.image_size_gb)
+    else:
+        env["DIB_IMAGE_EXTRA_SIZE"] = str(catalog.builder.image_extra_mb)
     if request.admin_user:
         env["DIB_CC_ADMIN_USER"] = request.admin_user
     for variant in catalog.variant_chain(request.variant):

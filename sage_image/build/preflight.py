@@ -70,3 +70,11 @@ def check_loop_devices() -> None:
     if not Path("/dev/loop-control").exists() and not list(Path("/dev").glob("loop[0-9]*")):
         raise PreflightError("no loop devices on this machine (diskimage-builder needs them)",
                              hint="load the loop module (modprobe loop) or run in a VM")
+
+
+def check_layer(plan: BuildPlan) -> None:
+    if plan.from_layer and not Path(plan.from_layer).is_file():
+        raise PreflightError(f"--from-layer {plan.from_layer}: no such layer file",
+                             hint="build the parent variant with --save-layer first")
+    if plan.save_layer and not Path(plan.save_layer).parent.is_dir():
+        raise PreflightError(f"--save-layer {plan.save_layer}: its folder does not exist")

@@ -1,0 +1,1 @@
+"""Release stage: the whole catalog matrix, layered builds, scheduling, CI and reports."""

@@ -1,0 +1,164 @@
+"""Pure planning of a release: the catalog matrix as a graph of builds, tests and publishes.
+
+One build per release x variant x arch - never one per site: a site that wants raw gets the
+same build converted. A variant builds on the layer of its parent variant (same release and
+arch), so a parent that was not asked for is still built, as a layer only. The graph is the
+schedule: a job starts as soon as what it needs exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog import Catalog, did_you_mean
+from ..catalog.elements import element_dirs
+from ..errors import UsageError
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    key: str  # release-variant-arch
+    release: str
+    variant: str
+    arch: str
+    name: str
+    sites: tuple[str, ...]  # where it is published (empty for a layer-only build)
+    parent: str | None  # key of the job whose layer this build starts from
+    layer_key: str  # hash of everything that goes into this job's root filesystem
+    requested: bool  # False: built only as a layer for a requested child
+
+    @property
+    def build_id(self) -> str:
+        return f"build:{self.key}"
+
+    @property
+    def test_id(self) -> str:
+        return f"test:{self.key}"
+
+
+@dataclass(frozen=True)
+class PublishJob:
+    image: str  # ImageJob.key
+    site: str
+
+    @property
+    def id(self) -> str:
+        return f"publish:{self.image}@{self.site}"
+
+
+@dataclass(frozen=True)
+class ReleasePlan:
+    images: tuple[ImageJob, ...]
+    publishes: tuple[PublishJob, ...]
+
+    def image(self, key: str) -> ImageJob:
+        return next(i for i in self.images if i.key == key)
+
+    def graph(self) -> dict[str, tuple[str, ...]]:
+        """job id -> the job ids it waits for (build -> parent build; test -> build;
+        publish -> test of that image)."""
+        graph: dict[str, tuple[str, ...]] = {}
+        for image in self.images:
+            graph[image.build_id] = (f"build:{image.parent}",) if image.parent else ()
+            if image.requested:
+                graph[image.test_id] = (image.build_id,)
+        for job in self.publishes:
+            graph[job.id] = (f"test:{job.image}",)
+        return graph
+
+
+def plan_release(catalog: Catalog, *, releases: tuple[str, ...] = (),
+                 variants: tuple[str, ...] = (), arches: tuple[str, ...] = (),
+                 sites: tuple[str, ...] = (), publish: bool = False) -> ReleasePlan:
+    """Expand the selection (empty = everything in the catalog) into jobs."""
+    releases = _check(releases, catalog.releases, "release")
+    variants = _check(variants, catalog.variants, "variant")
+    arches = _check(arches, catalog.arches, "arch")
+    sites = _check(sites, catalog.sites, "site")
+    wanted = [(r, v, a) for r in releases for v in variants for a in arches
+              if a in catalog.releases[r].arches and a in catalog.variant_arches(v)]
+    if not wanted:
+        raise UsageError("the selection contains no image the catalog allows")
+    jobs: dict[str, ImageJob] = {}
+    for release, variant, arch in wanted:
+        _add_job(catalog, jobs, release, variant, arch, sites, requested=True)
+    images = tuple(sorted(jobs.values(), key=lambda j: (j.release, j.arch, _depth(catalog, j))))
+    publishes = tuple(PublishJob(i.key, s) for i in images if i.requested and publish
+                      for s in i.sites)
+    return ReleasePlan(images=images, publishes=publishes)
+
+
+def _check(values: tuple[str, ...], known, what: str) -> tuple[str, ...]:
+    for value in values:
+        if value not in known:
+            raise UsageError(f"unknown {what} '{value}'{did_you_mean(value, known)}"
+                             f" (valid: {', '.join(known)})")
+    return tuple(values) or tuple(known)
+
+
+def _add_job(catalog: Catalog, jobs: dict[str, ImageJob], release: str, variant: str,
+             arch: str, sites: tuple[str, ...], *, requested: bool) -> ImageJob:
+    key = f"{release}-{variant}-{arch}"
+    if key in jobs:
+        if requested and not jobs[key].requested:
+            jobs[key] = _job(catalog, jobs, release, variant, arch, sites, requested=True)
+        return jobs[key]
+    jobs[key] = _job(catalog, jobs, release, variant, arch, sites, requested=requested)
+    return jobs[key]
+
+
+def _job(catalog: Catalog, jobs: dict[str, ImageJob], release: str, variant: str, arch: str,
+         sites: tuple[str, ...], *, requested: bool) -> ImageJob:
+    parent_variant = catalog.variants[variant].parent
+    parent = (_add_job(catalog, jobs, release, parent_variant, arch, sites, requested=False)
+              if parent_variant else None)
+    carried = tuple(s for s in sites if arch in catalog.sites[s].arches) if requested else ()
+    return ImageJob(
+        key=f"{release}-{variant}-{arch}", release=release, variant=variant, arch=arch,
+        name=catalog.image_name(release=release, variant=variant, arch=arch), sites=carried,
+        parent=parent.key if parent else None,
+        layer_key=layer_key(catalog, release, variant, arch, parent.layer_key if parent else ""),
+        requested=requested)
+
+
+def _depth(catalog: Catalog, job: ImageJob) -> int:
+    return len(catalog.variant_chain(job.variant))
+
+
+def layer_key(catalog: Catalog, release: str, variant: str, arch: str, parent_key: str) -> str:
+    """A hash of everything that goes into a variant's layer: the release (element, mirror,
+    settings), the arch, the variant's own elements (their files), its sources' commits, and
+    the parent's layer - so a change to `sage` rebuilds only `sage` and above, a change to the
+    base rebuilds everything."""
+    own = catalog.variants[variant]
+    data = {
+        "release": _plain(catalog.releases[release]), "arch": _plain(catalog.arches[arch]),
+        "elements": {e: _element_digest(e) for e in own.elements},
+        "sources": {s: catalog.sources[s].commit for s in own.sources},
+        "cuda": _plain(own.cuda) if own.cuda else None, "parent": parent_key,
+    }
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _plain(value: object) -> object:
+    from ..catalog.model import as_plain
+
+    return as_plain(value)
+
+
+def _element_digest(name: str) -> str:
+    digest = hashlib.sha256()
+    for folder in element_dirs():
+        root = folder / name
+        if root.is_dir():
+            for path in sorted(p for p in root.rglob("*") if p.is_file()):
+                digest.update(str(path.relative_to(root)).encode() + _read(path))
+            break
+    return digest.hexdigest()[:16]
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes() + oct(path.stat().st_mode & 0o777).encode()
