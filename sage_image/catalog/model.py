@@ -111,6 +111,7 @@ class Builder:
     image_size_gb: int | None
     build_tag: str
     cloud_init_datasources: str
+    image_extra_mb: int = 512
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,11 @@ class _Parser:
             self.choice(item, where + (i,), choices, what)
         return items
 
+    def whole(self, value: Any, where: tuple[Any, ...]) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise self.fail(where, f"expected a whole number, got {value!r}")
+        return value
+
     def env(self, value: Any, where: tuple[Any, ...]) -> Mapping[str, str]:
         raw = self.mapping(value or {}, where, optional=tuple(value or {}))
         return MappingProxyType({str(k): self.string(v, where + (k,)) for k, v in raw.items()})
@@ -356,7 +362,8 @@ class _Parser:
     def builder(self, raw: Any) -> Builder:
         w = ("builder",)
         b = self.mapping(raw, w, required=("repo", "compression", "build_tag",
-                                           "cloud_init_datasources"), optional=("image_size_gb",))
+                                           "cloud_init_datasources"),
+                         optional=("image_size_gb", "image_extra_mb"))
         size = b.get("image_size_gb")
         if size is not None and (not isinstance(size, int) or size < 1):
             raise self.fail(w + ("image_size_gb",), f"expected a whole number of GiB, got {size!r}")
@@ -365,7 +372,9 @@ class _Parser:
                                                COMPRESSIONS, "compression"),
                        image_size_gb=size, build_tag=self.string(b["build_tag"], w + ("build_tag",)),
                        cloud_init_datasources=self.string(b["cloud_init_datasources"],
-                                                          w + ("cloud_init_datasources",)))
+                                                          w + ("cloud_init_datasources",)),
+                       image_extra_mb=self.whole(b.get("image_extra_mb", 512),
+                                                 w + ("image_extra_mb",)))
 
     def arch(self, name: str, raw: Any, elements: frozenset[str]) -> Arch:
         w = ("arches", name)
