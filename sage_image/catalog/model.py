@@ -30,7 +30,10 @@ IMAGE_PIN_RE = re.compile(r"^[a-z0-9./_-]+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{6
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 NAME_FIELDS = ("os", "arch_suffix", "release", "variant", "arch", "version")
 # Top-level sections owned by later stages (publish, kubernetes ...); each is parsed below.
-OPTIONAL_SECTIONS: tuple[str, ...] = ("kubernetes", "publish")
+OPTIONAL_SECTIONS: tuple[str, ...] = ("kubernetes", "publish", "ci")
+# `ci.actions`: owner/repo@ a full commit id or an exact vX.Y.Z tag (never @v4 or @main).
+ACTION_PIN_RE = re.compile(r"^[\w.-]+/[\w.-]+@([0-9a-f]{40}|v\d+\.\d+\.\d+)$")
+CI_ACTIONS = ("checkout", "cache", "upload-artifact", "download-artifact")
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,20 @@ class Publish:
 
 
 @dataclass(frozen=True)
+class CI:
+    """`sage-image ci github|k8s`: what the generated workflow and Jobs run on, all pinned."""
+
+    container: str  # image of every build/test/publish job (GitHub job container, k8s pods)
+    wait_image: str  # k8s init containers that wait on the shared volume
+    runner: str  # GitHub runs-on label, a fixed version (never *-latest)
+    actions: Mapping[str, str]  # CI_ACTIONS -> owner/repo@pin
+    auth_urls: Mapping[str, str]  # site -> Keystone URL for the clouds.yaml CI writes
+    resources: KubeResources  # each k8s build/test/publish container
+    cache_size: str = "200Gi"  # the k8s shared cache volume
+    retention_days: int = 3  # GitHub artifacts (images between jobs)
+
+
+@dataclass(frozen=True)
 class Catalog:
     path: Path
     builder: Builder
@@ -181,6 +198,7 @@ class Catalog:
     sources: Mapping[str, Source]
     kubernetes: Kubernetes | None = None
     publish: Publish = field(default_factory=Publish)
+    ci: CI | None = None
 
     def variant_chain(self, name: str) -> tuple[Variant, ...]:
         """The variant and its ancestors, the root (base) first."""
@@ -351,6 +369,7 @@ class _Parser:
             sites=MappingProxyType(sites), sources=MappingProxyType(sources),
             kubernetes=self.kubernetes(top["kubernetes"]) if "kubernetes" in top else None,
             publish=self.publish(top["publish"], arches) if "publish" in top else Publish(),
+            ci=self.ci(top["ci"], sites) if "ci" in top else None,
         )
 
     def section(self, top: dict[str, Any], name: str) -> dict[str, Any]:
@@ -553,6 +572,39 @@ class _Parser:
             delete_after_days=self.duration(prune.get("delete_after", "18mo"),
                                             w + ("prune", "delete_after")),
             keep=keep)
+
+    def ci(self, raw: Any, sites: dict[str, Site]) -> CI:
+        w = ("ci",)
+        c = self.mapping(raw, w, required=("container", "wait_image", "runner", "actions",
+                                           "auth_urls", "resources"),
+                         optional=("cache_size", "retention_days"))
+        for key in ("container", "wait_image"):
+            self.image_pin(c[key], w + (key,))
+        runner = self.string(c["runner"], w + ("runner",))
+        if runner.endswith("-latest"):
+            raise self.fail(w + ("runner",), f"pin a runner version, not {runner!r}")
+        actions = self.mapping(c["actions"], w + ("actions",), required=CI_ACTIONS)
+        for name, ref in actions.items():
+            if not ACTION_PIN_RE.match(self.string(ref, w + ("actions", name))):
+                raise self.fail(w + ("actions", name),
+                                f"pin owner/repo@ a full commit id or vX.Y.Z, got {ref!r}")
+        urls = self.mapping(c["auth_urls"], w + ("auth_urls",), optional=tuple(sites))
+        retention = c.get("retention_days", CI.retention_days)
+        if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 90:
+            raise self.fail(w + ("retention_days",), f"expected 1..90, got {retention!r}")
+        return CI(container=c["container"], wait_image=c["wait_image"], runner=runner,
+                  actions=MappingProxyType(dict(actions)),
+                  auth_urls=MappingProxyType({s: self.string(u, w + ("auth_urls", s))
+                                              for s, u in urls.items()}),
+                  resources=self.kube_resources(c["resources"], w + ("resources",)),
+                  cache_size=self.quantity(c.get("cache_size", CI.cache_size), w + ("cache_size",)),
+                  retention_days=retention)
+
+    def image_pin(self, value: Any, where: tuple[Any, ...]) -> str:
+        ref = self.string(value, where)
+        if not IMAGE_PIN_RE.match(ref) or ref.endswith(":latest"):
+            raise self.fail(where, f"pin by a tag other than latest, or a digest; got {ref!r}")
+        return ref
 
     def duration(self, value: Any, where: tuple[Any, ...]) -> int:
         try:
