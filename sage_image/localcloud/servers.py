@@ -246,6 +246,10 @@ def write_keystone_config(root: Path) -> Path:
     path.write_text(textwrap.dedent(f"""\
         [database]
         connection = sqlite:///{root / 'keystone.sqlite'}
+        [identity]
+        # bcrypt's default 12 rounds cost ~0.3 s per password check on this machine; a local
+        # test site needs no brute-force resistance.
+        password_hash_rounds = 4
         [token]
         provider = fernet
         [fernet_tokens]

@@ -97,11 +97,11 @@ def compute_endpoint(conn: Connection) -> str | None:
     from keystoneauth1 import exceptions as ksa
 
     config = conn.config
-    override = config.get_endpoint("compute")
+    override = config.config.get("compute_endpoint_override")
     if override:
         return str(override)
     if config.config.get("auth_type") in ("none", "noauth", "admin_token"):
-        return None  # no catalog to ask
+        return None  # no service catalog to ask (openstacksdk would guess the auth endpoint)
     try:
         return conn.session.get_endpoint(service_type="compute",
                                          interface=config.get_interface() or "public",
