@@ -1,0 +1,187 @@
+"""`sage-image release` (the whole matrix) and `sage-image cache` (layers, sources, slots)."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from ..build.commands import default_cache_root
+from ..catalog import load_catalog
+from ..catalog.commands import add_catalog_flag
+from ..catalog.model import as_plain
+from ..console import Console, format_seconds
+from ..errors import SageImageError, UsageError
+from .plan import ReleasePlan, plan_release
+from .run import ReleaseOptions, default_jobs, layer_file, release_jobs, run_release
+from .scheduler import JobState
+
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), "amd64")
+EXAMPLE = ("sage-image release --releases bookworm --variants base,sage "
+           "--sites CHI@UC,CHI@TACC,KVM@TACC --publish")
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_command, add_json_flag
+
+    p = add_command(sub, "release", example=EXAMPLE,
+                    help="build, test and publish the catalog matrix (one build per image, "
+                         "layered, in parallel)")
+    p.add_argument("--releases", type=_csv, default=(), help="comma-separated (default: all)")
+    p.add_argument("--variants", type=_csv, default=(), help="comma-separated (default: all)")
+    p.add_argument("--arches", type=_csv, default=(HOST_ARCH,),
+                   help=f"comma-separated (default: this machine's, {HOST_ARCH})")
+    p.add_argument("--sites", type=_csv, default=(), help="comma-separated (default: all)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="builds/boot tests at once (default: from cores, free memory and disk)")
+    p.add_argument("--publish", action="store_true", help="publish each tested image")
+    p.add_argument("--no-test", action="store_true", help="skip boot tests (publishes --untested)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, do nothing")
+    p.add_argument("--out", type=Path, default=Path("out/release"), metavar="DIR")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR")
+    p.add_argument("--allow-stand-ins", action="store_true",
+                   help="build with labelled stand-ins for unreachable upstream sources")
+    p.add_argument("--source", action="append", default=[], metavar="NAME=URL[@COMMIT]")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_release)
+
+    p = add_command(sub, "cache", help="list or prune build caches (layers, sources, DIB slots)",
+                    example="sage-image cache prune --older-than 30")
+    p.add_argument("action", choices=("list", "prune"))
+    p.add_argument("--older-than", type=float, default=None, metavar="DAYS",
+                   help="prune: only entries not used for this many days (default: all)")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_cache)
+
+
+def cmd_release(args: argparse.Namespace, console: Console) -> int:
+    catalog = load_catalog(args.catalog)
+    plan = plan_release(catalog, releases=args.releases, variants=args.variants,
+                        arches=args.arches, sites=args.sites, publish=args.publish)
+    cache = args.cache or default_cache_root()
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    options = ReleaseOptions(out_dir=args.out, cache_root=cache,
+                             jobs=args.jobs or default_jobs(cache), publish=args.publish,
+                             test=not args.no_test, allow_stand_ins=args.allow_stand_ins,
+                             sources=tuple(args.source), catalog=args.catalog)
+    if args.dry_run:
+        return show_plan(console, plan, options)
+    started = time.monotonic()
+    states = run_release(plan, options, on_change=_live(console, started))
+    return summarize(console, plan, options, states, time.monotonic() - started)
+
+
+def show_plan(console: Console, plan: ReleasePlan, options: ReleaseOptions) -> int:
+    jobs = release_jobs(plan, options)
+    if console.json_mode:
+        console.json({"images": as_plain(plan.images), "publishes": as_plain(plan.publishes),
+                      "graph": plan.graph(), "jobs": {j.id: {"needs": list(j.needs),
+                                                             "cached": j.cached} for j in jobs}})
+        return 0
+    console.table(["IMAGE", "NAME", "BUILDS ON", "SITES", "LAYER", "NOW"],
+                  [(i.key, i.name, i.parent or "debootstrap",
+                    ",".join(i.sites) or "(layer only)", i.layer_key,
+                    _cached(jobs, i.build_id)) for i in plan.images])
+    console.result(f"\n{len(jobs)} jobs, up to {options.jobs} builds/tests at once; "
+                   f"{len(plan.publishes)} uploads")
+    return 0
+
+
+def _cached(jobs: list[Any], job_id: str) -> str:
+    job = next(j for j in jobs if j.id == job_id)
+    return f"cached ({job.cached})" if job.cached else "build"
+
+
+def _live(console: Console, started: float):
+    def show(job_id: str, state: JobState) -> None:
+        if console.json_mode:
+            return
+        detail = f" ({state.reason})" if state.reason else ""
+        took = f" in {format_seconds(state.seconds)}" if state.seconds else ""
+        console.info(f"[{format_seconds(time.monotonic() - started)}] {job_id}: "
+                     f"{state.status}{took}{detail}")
+    return show
+
+
+def summarize(console: Console, plan: ReleasePlan, options: ReleaseOptions,
+              states: dict[str, JobState], elapsed: float) -> int:
+    failed = {j: s for j, s in states.items() if s.status not in ("ok", "cached")}
+    if console.json_mode:
+        console.json({"ok": not failed, "elapsed": round(elapsed, 1),
+                      "release": str(options.out_dir / "release.json"),
+                      "jobs": {j: s.as_dict() for j, s in states.items()}})
+    else:
+        console.table(["JOB", "RESULT", "TIME", "WHY"],
+                      [(j, s.status, format_seconds(s.seconds or 0), s.reason or "")
+                       for j, s in states.items()])
+        console.info(f"release finished in {format_seconds(elapsed)}: "
+                     f"{len(states) - len(failed)} of {len(states)} jobs done; "
+                     f"details in {options.out_dir / 'release.json'}")
+    return 1 if failed else 0
+
+
+# -- caches --------------------------------------------------------------------------------------
+
+def cache_entries(cache: Path) -> list[dict[str, Any]]:
+    entries = []
+    for kind, pattern in (("layer", "layers/*.tar.gz"), ("source", "git/*.git"),
+                          ("stand-in", "standins/*"), ("dib-slot", "dib/slot-*")):
+        for path in sorted(cache.glob(pattern)):
+            if path.suffix == ".lock":
+                continue
+            entries.append({"kind": kind, "path": str(path), "size": _size(path),
+                            "age_days": round((time.time() - path.stat().st_mtime) / 86400, 1)})
+    return entries
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def cmd_cache(args: argparse.Namespace, console: Console) -> int:
+    cache = args.cache or default_cache_root()
+    entries = cache_entries(cache)
+    if args.action == "prune":
+        entries = [e for e in entries if args.older_than is None or e["age_days"] >= args.older_than]
+        for entry in entries:
+            _remove_locked(Path(entry["path"]))
+    if console.json_mode:
+        console.json({"action": args.action, "entries": entries})
+        return 0
+    console.table(["KIND", "SIZE", "AGE (days)", "PATH"],
+                  [(e["kind"], f"{e['size'] / 2**20:.0f} MiB", e["age_days"], e["path"])
+                   for e in entries])
+    if args.action == "prune":
+        console.info(f"pruned {len(entries)} entries")
+    return 0
+
+
+def _remove_locked(path: Path) -> None:
+    """Remove a cache entry unless a running build holds its lock."""
+    import fcntl
+
+    lock = path.with_suffix(".lock")
+    with open(lock, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise SageImageError(f"{path} is in use by a running build; try again later") from exc
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+__all__ = ["register", "layer_file"]

@@ -1,0 +1,181 @@
+"""Carrying out a release plan: each job is a `sage-image` command run by the scheduler.
+
+Builds of a variant start from their parent's layer (``cache/layers/<layer key>.tar.gz``); a
+parent nobody asked for is built as a layer only. Results already present are not redone: a
+layer that exists, an image whose build matches the plan, a test that passed on the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..catalog.model import as_plain
+from .plan import ImageJob, ReleasePlan
+from .scheduler import Job, JobState, Scheduler
+
+SAGE_IMAGE = (sys.executable, "-m", "sage_image.cli")
+RELEASE_KEY = ".release-key"  # in an image's output folder: which plan entry built it
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    out_dir: Path
+    cache_root: Path
+    jobs: int
+    publish: bool = False
+    test: bool = True
+    allow_stand_ins: bool = False
+    sources: tuple[str, ...] = ()  # --source NAME=URL[@COMMIT], passed to every build
+    catalog: Path | None = None
+    untested: bool = False
+
+
+def default_jobs(cache_root: Path) -> int:
+    """Builds are CPU-, memory- and disk-hungry: one per 2 cores, 6 GiB free memory, 15 GiB
+    free disk - whichever allows fewest - and at least one."""
+    cores = os.cpu_count() or 1
+    free_mem_gb = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    probe = cache_root if cache_root.exists() else Path.home()
+    free_disk_gb = shutil.disk_usage(probe).free / 2**30
+    return max(1, min(cores // 2 or 1, int(free_mem_gb // 6), int(free_disk_gb // 15)))
+
+
+def layer_file(cache_root: Path, layer_key: str) -> Path:
+    return cache_root / "layers" / f"{layer_key}.tar.gz"
+
+
+def release_jobs(plan: ReleasePlan, options: ReleaseOptions) -> list[Job]:
+    parents = {i.parent for i in plan.images if i.parent}
+    jobs: list[Job] = []
+    for image in plan.images:
+        jobs.append(_build_job(plan, image, image.key in parents, options))
+        if image.requested and options.test:
+            jobs.append(_test_job(image, options))
+    for publish in plan.publishes:
+        needs = (f"test:{publish.image}",) if options.test else (f"build:{publish.image}",)
+        argv = [*SAGE_IMAGE, "publish", str(options.out_dir / publish.image), "--sites",
+                publish.site, "--json", *_catalog_args(options)]
+        if options.untested or not options.test:
+            argv.append("--untested")
+        jobs.append(Job(id=f"publish:{publish.image}@{publish.site}", argv=tuple(argv),
+                        needs=needs, heavy=False))
+    return jobs
+
+
+def _catalog_args(options: ReleaseOptions) -> list[str]:
+    return ["--catalog", str(options.catalog)] if options.catalog else []
+
+
+def _build_job(plan: ReleasePlan, image: ImageJob, has_children: bool,
+               options: ReleaseOptions) -> Job:
+    out = options.out_dir / image.key
+    argv = [*SAGE_IMAGE, "build", "--release", image.release, "--variant", image.variant,
+            "--arch", image.arch, "--out", str(out), "--cache", str(options.cache_root),
+            "--json", *_catalog_args(options)]
+    for site in image.sites:
+        argv += ["--site", site]
+    if image.parent:
+        argv += ["--from-layer", str(layer_file(options.cache_root, plan.image(image.parent).layer_key))]
+    if has_children:
+        argv += ["--save-layer", str(layer_file(options.cache_root, image.layer_key))]
+    if not image.requested:
+        argv.append("--layer-only")
+    if options.allow_stand_ins:
+        argv.append("--allow-stand-ins")
+    for source in options.sources:
+        argv += ["--source", source]
+    needs = (f"build:{image.parent}",) if image.parent else ()
+    return Job(id=image.build_id, argv=tuple(argv), needs=needs,
+               cached=_build_cached(image, has_children, options))
+
+
+def build_key(image: ImageJob) -> str:
+    return f"{image.layer_key} {','.join(image.sites)}"
+
+
+def _build_cached(image: ImageJob, has_children: bool, options: ReleaseOptions) -> str | None:
+    layer = layer_file(options.cache_root, image.layer_key)
+    if has_children and not layer.exists():
+        return None
+    if not image.requested:
+        return f"layer {image.layer_key} exists"
+    out = options.out_dir / image.key
+    try:
+        same = (out / RELEASE_KEY).read_text() == build_key(image)
+    except OSError:
+        return None
+    return "built from the same inputs" if same and (out / "manifest.json").exists() else None
+
+
+def _test_job(image: ImageJob, options: ReleaseOptions) -> Job:
+    out = options.out_dir / image.key
+    argv = (*SAGE_IMAGE, "test", str(out), "--json", *_catalog_args(options))
+    return Job(id=image.test_id, argv=argv, needs=(image.build_id,), cached=_test_cached(out))
+
+
+def _test_cached(out: Path) -> str | None:
+    try:
+        results = json.loads((out / "test-results.json").read_text())
+        manifest = json.loads((out / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    tested = manifest["files"].get(Path(results.get("tested_file", "")).suffix.lstrip("."), {})
+    if results.get("passed") and results.get("tested_sha512") == tested.get("sha512"):
+        return "passed on these exact bytes"
+    return None
+
+
+def run_release(plan: ReleasePlan, options: ReleaseOptions, *,
+                on_change: Any = lambda job, state: None) -> dict[str, JobState]:
+    options.out_dir.mkdir(parents=True, exist_ok=True)
+    (options.cache_root / "layers").mkdir(parents=True, exist_ok=True)
+    started = _now()
+    scheduler = Scheduler(release_jobs(plan, options), max_heavy=options.jobs,
+                          log_dir=options.out_dir / "logs",
+                          on_change=lambda job, state: _on_change(plan, options, job, state,
+                                                                  on_change))
+    try:
+        states = scheduler.run()
+    finally:
+        write_release_json(plan, options, scheduler.states, started)
+    return states
+
+
+def _on_change(plan: ReleasePlan, options: ReleaseOptions, job_id: str, state: JobState,
+               forward: Any) -> None:
+    if job_id.startswith("build:") and state.status == "ok":
+        image = plan.image(job_id.removeprefix("build:"))
+        if image.requested:
+            (options.out_dir / image.key / RELEASE_KEY).write_text(build_key(image))
+    forward(job_id, state)
+
+
+def write_release_json(plan: ReleasePlan, options: ReleaseOptions,
+                       states: dict[str, JobState], started: str) -> Path:
+    path = options.out_dir / "release.json"
+    data = {"schema": 1, "started": started, "finished": _now(),
+            "plan": {"images": as_plain(plan.images), "publishes": as_plain(plan.publishes)},
+            "jobs": {job_id: _job_record(state) for job_id, state in states.items()}}
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def _job_record(state: JobState) -> dict[str, Any]:
+    record = state.as_dict()
+    result = record.pop("result") or {}
+    sites = result.get("sites") if isinstance(result.get("sites"), list) else []
+    site = sites[0] if sites and isinstance(sites[0], dict) else {}
+    record.update({"image_id": site.get("image_id"), "mb_per_s": site.get("mb_per_s"),
+                   "result": site.get("result")})
+    return record
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
