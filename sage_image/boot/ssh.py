@@ -25,6 +25,8 @@ SSH_OPTIONS = (
     "-o", "ConnectTimeout=5",
     "-o", "ServerAliveInterval=5",
     "-o", "ServerAliveCountMax=3",
+    # sntrup761 (first in the images' hardened list) costs seconds per login under TCG.
+    "-o", "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org",
     "-F", "/dev/null",   # never pick up the operator's ~/.ssh/config
 )
 
@@ -41,9 +43,15 @@ class SshTarget:
     key: Path
     user: str = "cc"
     host: str = "127.0.0.1"
+    # One authenticated connection shared by every check (a login costs seconds under TCG).
+    control: Path | None = None
 
-    def argv(self, *, user: str | None = None, extra: tuple[str, ...] = ()) -> list[str]:
-        return ["ssh", *SSH_OPTIONS, *extra, "-i", str(self.key), "-p", str(self.port),
+    def argv(self, *, user: str | None = None, extra: tuple[str, ...] = (),
+             shared: bool = True) -> list[str]:
+        mux = ("-o", f"ControlPath={self.control}", "-o", "ControlMaster=no") \
+            if self.control and shared and user in (None, self.user) else \
+            ("-o", "ControlPath=none")
+        return ["ssh", *SSH_OPTIONS, *mux, *extra, "-i", str(self.key), "-p", str(self.port),
                 f"{user or self.user}@{self.host}"]
 
     def command_line(self) -> str:
@@ -68,9 +76,13 @@ def generate_key(workdir: Path, comment: str) -> KeyPair:
 
 
 def ssh_run(target: SshTarget, command: str, *, timeout: float, user: str | None = None,
-            extra: tuple[str, ...] = (), stdin: bytes | None = None) -> Output:
-    """Run one shell command in the guest; never raises for the command's own failure."""
-    argv = target.argv(user=user, extra=extra) + ["--", command]
+            extra: tuple[str, ...] = (), stdin: bytes | None = None,
+            shared: bool = True) -> Output:
+    """Run one shell command in the guest; never raises for the command's own failure.
+
+    shared=False opens a connection of its own (probes of sshd's authentication must not ride
+    on the already authenticated shared connection)."""
+    argv = target.argv(user=user, extra=extra, shared=shared) + ["--", command]
     try:
         proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout,
                               stdin=None if stdin is not None else subprocess.DEVNULL)
@@ -80,6 +92,37 @@ def ssh_run(target: SshTarget, command: str, *, timeout: float, user: str | None
         raise CommandError("command not found: ssh", argv=argv, returncode=127,
                            hint="install openssh-client") from exc
     return Output(exit=proc.returncode, stdout=_text(proc.stdout), stderr=_text(proc.stderr))
+
+
+def start_master(target: SshTarget, *, timeout: float) -> Output:
+    """Log in once and keep the connection for later commands; exit 0 means cc logged in.
+
+    ssh -f backgrounds itself after authentication and keeps the inherited stderr open, so
+    stderr goes to a file, not a pipe (a pipe would never reach EOF while the master lives).
+    """
+    assert target.control is not None
+    errors = target.control.with_suffix(".err")
+    argv = ["ssh", *SSH_OPTIONS, "-o", f"ControlPath={target.control}", "-o", "ControlMaster=yes",
+            "-o", "ControlPersist=yes", "-f", "-N", "-i", str(target.key), "-p", str(target.port),
+            f"{target.user}@{target.host}"]
+    with errors.open("wb") as err:
+        try:
+            proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=err, timeout=timeout)
+            code, timed_out = proc.returncode, False
+        except subprocess.TimeoutExpired:
+            code, timed_out = -1, True
+    return Output(exit=code, stdout="", stderr=errors.read_text(errors="replace"),
+                  timed_out=timed_out)
+
+
+def stop_master(target: SshTarget) -> None:
+    """End the shared connection (it also ends by itself when QEMU goes away)."""
+    if target.control is None or not target.control.exists():
+        return
+    subprocess.run(["ssh", "-o", f"ControlPath={target.control}", "-O", "exit", "-p",
+                    str(target.port), f"{target.user}@{target.host}"], stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=15, check=False)
 
 
 def upload(target: SshTarget, local: Path, remote: str, *, timeout: float) -> Output:

@@ -101,13 +101,13 @@ def expectation_problem(expect: Expect, out: Output, values: Mapping[str, str]) 
 
 def probe_sshd_auth(target: SshTarget, *, timeout: float) -> str | None:
     """Root login with the (valid) metadata key and password login must both be refused."""
-    root = ssh_run(target, "echo sage-root-ok", user="root", timeout=timeout)
+    root = ssh_run(target, "echo sage-root-ok", user="root", timeout=timeout, shared=False)
     if "sage-root-ok" in root.stdout or root.exit != 255:
         return f"root login was accepted (exit {root.exit}: " \
                f"{_one_line(root.stdout + root.stderr) or 'no output'})"
     if "Permission denied" not in root.stderr:
         return f"root login: unexpected answer: {_one_line(root.stderr)}"
-    pw = ssh_run(target, "true", timeout=timeout,
+    pw = ssh_run(target, "true", timeout=timeout, shared=False,
                  extra=("-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=0",
                         "-o", "PreferredAuthentications=password,keyboard-interactive"))
     methods = re.search(r"Permission denied \(([^)]*)\)", pw.stderr)

@@ -22,7 +22,7 @@ from ..boot.configdrive import Metadata, write_drive
 from ..boot.image import ImageUnderTest, resolve_image, verify_checksum
 from ..boot.kvm import choose_accel
 from ..boot.qemu import CONSOLE, QEMU_BINARY, Machine, VmSpec
-from ..boot.ssh import SshTarget, generate_key, ssh_run
+from ..boot.ssh import SshTarget, generate_key, ssh_run, start_master, stop_master
 from ..catalog.model import load_catalog
 from ..errors import BootTestError
 from ..runner import run
@@ -116,8 +116,8 @@ def _prepare(request: TestRequest, image: ImageUnderTest, root: disk_mod.Partiti
         disk=image.disk.path, disk_format=image.disk.format, qemu_arch=image.qemu_arch,
         accel=accel.accel, seed=seed, mac=mac, kernel=kernel if direct else None,
         initrd=initrd if direct else None, uefi=request.uefi, memory_mb=request.memory_mb,
-        cmdline=f"root={image.root} ro console=tty0 console={CONSOLE[image.qemu_arch]}")
-    return spec, SshTarget(port=0, key=key.private), meta
+        cmdline=f"root={image.root} ro console={CONSOLE[image.qemu_arch]}")
+    return spec, SshTarget(port=0, key=key.private, control=workdir / "mux"), meta
 
 
 def _raw_copy(image: ImageUnderTest, workdir: Path) -> Path:
@@ -133,7 +133,16 @@ def _raw_copy(image: ImageUnderTest, workdir: Path) -> Path:
 def _boot_and_check(request: TestRequest, image: ImageUnderTest, checks: tuple[CheckDef, ...],
                     vm: Machine, target: SshTarget, meta: Metadata, workdir: Path,
                     events: Events) -> TestReport:
-    target = SshTarget(port=vm.port, key=target.key)
+    target = replace(target, port=vm.port)
+    try:
+        return _boot_and_check_inner(request, image, checks, vm, target, workdir, meta, events)
+    finally:
+        stop_master(target)
+
+
+def _boot_and_check_inner(request: TestRequest, image: ImageUnderTest,
+                          checks: tuple[CheckDef, ...], vm: Machine, target: SshTarget,
+                          workdir: Path, meta: Metadata, events: Events) -> TestReport:
     limit = request.boot_timeout or BOOT_TIMEOUT[vm.spec.mode]
     base = TestReport(name=image.name, tested_file=image.tested_file, tested_sha512="",
                       mode=vm.spec.mode, accel=vm.spec.accel, checks=(), boot_seconds=None,
@@ -173,7 +182,7 @@ def wait_for_guest(vm: Machine, target: SshTarget, *, limit: float, events: Even
         if panic:
             raise BootTestError(f"the guest kernel panicked: {panic.group(0).strip()}")
         events.phase(_boot_phase(console))
-        probe = ssh_run(target, "true", timeout=15)
+        probe = start_master(target, timeout=max(2.0, min(30.0, deadline - time.monotonic())))
         if probe.exit == 0:
             return time.monotonic() - start
         if "Cloud-init v." in console and " finished at " in console and finished_at is None:
