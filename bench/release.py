@@ -1,0 +1,137 @@
+#!/usr/bin/env python3
+"""Benchmark: the seed's way (one build per site, then one upload per site, one after another)
+against `sage-image release` (one layered build, a boot test, parallel publishing), in one run.
+
+    .venv/bin/python bench/release.py [--out /var/tmp/sage-bench-release]
+
+Starts three real local Glance sites (sage-image localcloud). Sources are the stand-ins (this
+machine cannot reach GitHub). Measured, in this order:
+  seed-style   for CHI@UC, CHI@TACC, KVM@TACC: `sage-image build --site SITE` (a full build
+               each, no layers - what `create-image.py --region` did), then for each site one
+               upload the way `glance image-create --file` does it (create, then PUT the bytes)
+  cold         `sage-image release --variants sage --sites ... --publish` with an empty cache
+  warm base    the same after the sage image changed (its output removed), the base layer kept
+The layered-build ratio (sage build on a base layer vs the same build from scratch) comes out
+of the same run. Prints Markdown for docs/benchmarks.md and writes results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SAGE_IMAGE = [sys.executable, "-m", "sage_image.cli"]
+SITES = ("CHI@UC", "CHI@TACC", "KVM@TACC")
+CLOUDS = {"CHI@UC": "chi-uc", "CHI@TACC": "chi-tacc", "KVM@TACC": "kvm-tacc"}
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    start = time.monotonic()
+    subprocess.run(argv, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return round(time.monotonic() - start, 1)
+
+
+def glance_cli_upload(endpoint: str, name: str, path: Path, disk_format: str) -> None:
+    """What `glance image-create --file` does: POST the record, then PUT the bytes."""
+    body = json.dumps({"name": name, "disk_format": disk_format, "container_format": "bare"})
+    request = urllib.request.Request(f"{endpoint}/v2/images", data=body.encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        image_id = json.loads(response.read())["id"]
+    with open(path, "rb") as handle:
+        put = urllib.request.Request(f"{endpoint}/v2/images/{image_id}/file", data=handle,
+                                     method="PUT", headers={
+                                         "Content-Type": "application/octet-stream",
+                                         "Content-Length": str(path.stat().st_size)})
+        urllib.request.urlopen(put).close()
+
+
+def endpoints(clouds_yaml: Path) -> dict[str, str]:
+    clouds = yaml.safe_load(clouds_yaml.read_text())["clouds"]
+    return {site: clouds[cloud]["auth"]["endpoint"].rstrip("/") for site, cloud in CLOUDS.items()}
+
+
+def seed_style(out: Path, env: dict[str, str], urls: dict[str, str]) -> dict[str, float]:
+    cache = out / "seed-cache"
+    times: dict[str, float] = {}
+    for site in SITES:
+        times[f"build {site}"] = timed([*SAGE_IMAGE, "build", "--release", "bookworm",
+                                        "--variant", "sage", "--site", site, "--allow-stand-ins",
+                                        "--out", str(out / "seed" / site), "--cache", str(cache)],
+                                       env)
+    for site in SITES:
+        manifest = json.loads((out / "seed" / site / "manifest.json").read_text())
+        fmt, entry = next(iter(manifest["files"].items()))
+        start = time.monotonic()
+        glance_cli_upload(urls[site], f"seed-{manifest['name']}", out / "seed" / site / entry["path"], fmt)
+        times[f"upload {site}"] = round(time.monotonic() - start, 1)
+    return times
+
+
+def release(out: Path, env: dict[str, str], cache: Path) -> tuple[float, dict]:
+    seconds = timed([*SAGE_IMAGE, "release", "--releases", "bookworm", "--variants", "sage",
+                     "--sites", ",".join(SITES), "--publish", "--allow-stand-ins",
+                     "--out", str(out / "release"), "--cache", str(cache)], env)
+    jobs = json.loads((out / "release" / "release.json").read_text())["jobs"]
+    return seconds, {job: record["seconds"] for job, record in jobs.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("/var/tmp/sage-bench-release"))
+    args = parser.parse_args()
+    out = args.out
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    subprocess.run([*SAGE_IMAGE, "localcloud", "up", "--dir", str(out / "sites")], check=True,
+                   cwd=ROOT, stdout=subprocess.DEVNULL)
+    env = os.environ | {"OS_CLIENT_CONFIG_FILE": str(out / "sites" / "clouds.yaml")}
+    try:
+        urls = endpoints(out / "sites" / "clouds.yaml")
+        seed = seed_style(out, env, urls)
+        cache = out / "release-cache"
+        cold, cold_jobs = release(out, env, cache)
+        shutil.rmtree(out / "release" / "bookworm-sage-amd64")  # the sage image changed ...
+        warm, warm_jobs = release(out, env, cache)  # ... the base layer did not
+    finally:
+        subprocess.run([*SAGE_IMAGE, "localcloud", "down", "--dir", str(out / "sites")],
+                       cwd=ROOT, stdout=subprocess.DEVNULL)
+    seed_total = round(sum(seed.values()), 1)
+    results = {"seed": seed, "seed_total": seed_total, "cold": cold, "cold_jobs": cold_jobs,
+               "warm": warm, "warm_jobs": warm_jobs}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(markdown(results))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    scratch = r["seed"]["build CHI@UC"]
+    layered = r["warm_jobs"]["build:bookworm-sage-amd64"]
+    lines = [
+        "| run | wall (s) | vs seed-style |", "|---|---:|---:|",
+        f"| seed-style: 3 builds + 3 sequential uploads | {r['seed_total']} | 1.0x |",
+        f"| `sage-image release` cold (base layer + sage + test + 3 parallel publishes) | {r['cold']} | {r['seed_total'] / r['cold']:.1f}x |",
+        f"| `sage-image release` warm base | {r['warm']} | {r['seed_total'] / r['warm']:.1f}x |",
+        "", f"Layered build: sage on the base layer {layered} s vs sage from scratch {scratch} s "
+        f"({100 * layered / scratch:.0f}%).", "",
+        "| step | seconds |", "|---|---:|",
+    ]
+    lines += [f"| seed {k} | {v} |" for k, v in r["seed"].items()]
+    lines += [f"| cold {k} | {v} |" for k, v in r["cold_jobs"].items()]
+    lines += [f"| warm {k} | {v} |" for k, v in r["warm_jobs"].items()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
