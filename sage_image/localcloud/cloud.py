@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..errors import UsageError
 from .servers import (
     READY_TIMEOUT,
     KeystoneAuth,
@@ -67,6 +68,8 @@ class LocalCloud:
 
 def start_cloud(root: Path, sites: Sequence[SiteSpec]) -> LocalCloud:
     """Start every site (and one Keystone if a site needs it); on any failure stop what started."""
+    _check_installed(("glance", "gunicorn") + (("keystone",) if any(s.keystone for s in sites)
+                                                else ()))
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     if (root / STATE_FILE).exists():
@@ -93,6 +96,15 @@ def start_cloud(root: Path, sites: Sequence[SiteSpec]) -> LocalCloud:
         stop_servers(root, cloud.servers)
         raise
     return cloud
+
+
+def _check_installed(modules: Sequence[str]) -> None:
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"local sites need {', '.join(missing)}, which are not installed",
+                         hint="scripts/setup --test (or: pip install -e '.[test]')")
 
 
 def _start_keystone(cloud: LocalCloud, keystone: KeystoneAuth) -> None:

@@ -49,9 +49,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_publish)
 
-    from . import lifecycle
+    from . import describe, lifecycle
 
     lifecycle.register(sub)
+    describe.register(sub)
 
 
 def cmd_publish(args: argparse.Namespace, console: Console) -> int:

@@ -104,3 +104,21 @@ def test_prune_plan_never_touches_in_use_or_production():
                for a in plan_prune("S", images, {"Sage"}, rule=rule, now=now, in_use=set(),
                                    in_use_known=False)}
     assert unknown == {"old1": "keep", "old2": "keep", "old3": "hide"}
+
+
+@pytest.mark.cloud
+def test_describe_after_publish(clouds_env, make_build, image_name, cli):
+    out = make_build(image_name)
+    before = cli("describe", out)
+    assert before.code == 0, before.err
+    assert "Not published yet" in before.out
+    run = cli("publish", out, "--json")
+    ids = {s["site"]: s["image_id"] for s in run.json()["sites"]}
+    doc = cli("describe", out, "--json").json()
+    assert doc["chi_uc_appliance_id"] == ids["CHI@UC"]
+    assert doc["kvm_tacc_appliance_id"] == ids["KVM@TACC"]
+    md = (out / "appliance.md").read_text()
+    for text in ("ssh cc@", "docker", "virtual-waggle up", "09a85ed3e1b7f1c5a3140c6fb894a139b5ea2f94",
+                 ids["CHI@TACC"], "docker-compose | 1.29.2-3"):
+        assert text in md
+    assert (out / "appliance.json").exists()

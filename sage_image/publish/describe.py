@@ -1,0 +1,121 @@
+"""`sage-image describe OUTPUT_DIR`: the appliance description a Chameleon user reads.
+
+Written from the build's own record (manifest.json) and, after publishing, published.json, so
+what it says is what is in the image. Markdown for people, JSON for the appliance catalog.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..console import Console
+from .output import BuildOutput, load_output, read_published
+
+# Packages a Sage user asks about first, shown when the build recorded them.
+KEY_PACKAGES = ("docker.io", "docker-ce", "docker-compose", "docker-compose-v2", "containerd",
+                "cloud-init", "openssh-server", "python3", "git", "nvidia-driver",
+                "cuda-toolkit-12-4")
+COMMANDS = {
+    "waggle-node": "`virtual-waggle up` / `down` / `logs` / `report` / `build DIR` / `run IMAGE`",
+    "beehive-server": "`beehive-server deploy` (data in `$BEEHIVE_ROOT`, /var/lib/beehive)",
+    "sage-ecr": "`sage-ecr start` / `stop` / `status` / `logs` (API on port 5000)",
+    "edge-plugins": "example plugins, e.g. `virtual-waggle build /opt/edge-plugins/plugin-simple`",
+    "cc-snapshot": "`sudo cc-snapshot` saves your instance as a new image",
+}
+
+
+def appliance_id_key(site: str) -> str:
+    """CHI@UC -> chi_uc_appliance_id: the appliance catalog's per-site field names."""
+    return site.lower().replace("@", "_").replace("-", "_") + "_appliance_id"
+
+
+def describe(output: BuildOutput) -> dict[str, Any]:
+    m = output.raw
+    published = read_published(output.root)
+    sources = {name: {"url": s.get("url"), "commit": s.get("commit"), "path": s.get("path"),
+                      "stand_in": bool(s.get("stand_in"))}
+               for name, s in (m.get("sources") or {}).items()}
+    packages = {k: v for k, v in (m.get("packages") or {}).items() if k in KEY_PACKAGES}
+    doc: dict[str, Any] = {
+        "name": output.name,
+        "description": (f"{output.family.title()} {output.os_version} ({output.arch}) with "
+                        "Virtual Waggle, Beehive, the Sage Edge Code Repository and Docker "
+                        "for the cc user." if output.variant != "base" else
+                        f"Chameleon {output.family.title()} {output.os_version} base image."),
+        "version": output.build_tag,
+        "build": {k: output.properties.get(k) for k in (
+            "build-tag", "build-timestamp", "build-repo", "build-repo-commit", "build-release",
+            "build-variant", "build-arch")},
+        "login": {"user": "cc", "how": "ssh cc@FLOATING_IP with the key pair chosen at launch"},
+        "sources": sources,
+        "stand_ins": list(m.get("stand_ins") or []),
+        "packages": packages,
+        "sites": {site: {"image_id": p.get("image_id"), "name": p.get("name")}
+                  for site, p in sorted(published.items())},
+        "keywords": ["sage", "waggle", "virtual-waggle", "beehive", "docker", output.family],
+    }
+    doc.update({appliance_id_key(site): p.get("image_id") for site, p in published.items()})
+    doc["documentation"] = render_markdown(doc)
+    return doc
+
+
+def render_markdown(doc: Mapping[str, Any]) -> str:
+    lines = [f"# {doc['name']}", "", doc["description"], "",
+             f"Build `{doc['version']}` from {doc['build'].get('build-repo')} at commit "
+             f"`{str(doc['build'].get('build-repo-commit'))[:12]}`.", "",
+             "## Log in", "",
+             "Launch an instance from this image with your key pair, attach a floating IP, then "
+             "`ssh cc@FLOATING_IP`. `cc` has passwordless sudo.", "",
+             "## Docker without sudo", "",
+             "`cc` is in the `docker` group: `docker run --rm hello-world` and `docker-compose` "
+             "work without sudo (the socket stays `root:docker 0660`).", "",
+             "## Virtual Waggle, Beehive and the ECR", ""]
+    for name, source in doc["sources"].items():
+        what = COMMANDS.get(name, "")
+        stand = " (a stand-in: the upstream was unreachable at build time)" \
+            if source["stand_in"] else ""
+        lines.append(f"- **{name}** in `{source['path']}`{stand}: {what}".rstrip(": "))
+    lines += ["", "Register a Virtual Waggle node with a local Beehive: start Beehive "
+              "(`beehive-server deploy`), set `WAGGLE_BEEHIVE_HOST=172.17.0.1`, copy "
+              "`$BEEHIVE_ROOT/ssh_keys/beehive-registration-key` to "
+              "`/opt/virtual-waggle/private/register.pem`, then `virtual-waggle up`.", "",
+              "## Versions", "", "| source | commit | repository |", "|---|---|---|"]
+    lines += [f"| {n} | `{s['commit']}` | {s['url']} |" for n, s in doc["sources"].items()]
+    if doc["packages"]:
+        lines += ["", "| package | version |", "|---|---|"]
+        lines += [f"| {p} | {v} |" for p, v in sorted(doc["packages"].items())]
+    lines += ["", "## Where", ""]
+    if doc["sites"]:
+        lines += ["| site | image ID |", "|---|---|"]
+        lines += [f"| {s} | `{p['image_id']}` |" for s, p in doc["sites"].items()]
+    else:
+        lines.append("Not published yet (run `sage-image publish`).")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_describe(args: argparse.Namespace, console: Console) -> int:
+    output = load_output(args.output_dir)
+    doc = describe(output)
+    md_path, json_path = output.root / "appliance.md", output.root / "appliance.json"
+    md_path.write_text(doc["documentation"])
+    json_path.write_text(json.dumps(doc, indent=2, sort_keys=True))
+    if console.json_mode:
+        console.json(doc)
+    else:
+        console.result(doc["documentation"])
+        console.info(f"wrote {md_path} and {json_path}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_command, add_json_flag
+
+    p = add_command(sub, "describe", help="write the appliance description (Markdown + JSON)",
+                    example="sage-image describe out/sage-bookworm-amd64 --json")
+    p.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    add_json_flag(p)
+    p.set_defaults(func=cmd_describe)
