@@ -136,9 +136,8 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
 
 
 def _loud_warning(console: Console, message: str) -> None:
-    console.warn("*" * 72)
-    console.warn(message)
-    console.warn("*" * 72)
+    banner = "*" * 78
+    console.warn(f"\n{banner}\n{message}\n{banner}")
 
 
 def _show_failure(console: Console, exc: BuildError) -> None:

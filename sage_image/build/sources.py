@@ -154,17 +154,27 @@ def fetch_sources(sources: tuple[PlannedSource, ...], cache: SourceCache, *,
                   allow_stand_ins: bool,
                   warn: Callable[[str], None]) -> tuple[FetchedSource, ...]:
     """Resolve every source to a commit in the cache, or fail before anything long starts."""
-    return tuple(_fetch_one(s, cache, allow_stand_ins=allow_stand_ins, warn=warn)
-                 for s in sources)
+    fetched, unreachable = [], []
+    for source in sources:
+        result, reason = _fetch_one(source, cache, allow_stand_ins=allow_stand_ins)
+        fetched.append(result)
+        if reason:
+            unreachable.append(f"  {source.name}: {source.url} ({reason})")
+    if unreachable:
+        warn("STAND-IN SOURCES: these upstreams are unreachable, so this image is built with "
+             "generated stand-ins (recorded in manifest.json 'stand_ins' and the image property "
+             "'build-stand-ins'; not for production):\n" + "\n".join(unreachable))
+    return tuple(fetched)
 
 
-def _fetch_one(source: PlannedSource, cache: SourceCache, *, allow_stand_ins: bool,
-               warn: Callable[[str], None]) -> FetchedSource:
+def _fetch_one(source: PlannedSource, cache: SourceCache, *,
+               allow_stand_ins: bool) -> tuple[FetchedSource, str | None]:
+    """The fetched source, and why a stand-in replaced it (None when it did not)."""
     url = normalise_location(source.url)
     try:
         commit = cache.resolve(url, source.commit)
         return FetchedSource(name=source.name, url=url, commit=commit, pinned=source.pinned,
-                             path=source.path, stand_in=False)
+                             path=source.path, stand_in=False), None
     except CommandError as exc:
         if not allow_stand_ins or source.overridden:
             raise SourceError(
@@ -174,12 +184,10 @@ def _fetch_one(source: PlannedSource, cache: SourceCache, *, allow_stand_ins: bo
                      + ("" if source.overridden else " (or --allow-stand-ins for a demo build)"),
             ) from exc
         reason = exc.message
-    warn(f"source {source.name}: {url} is unreachable ({reason}); building with a generated "
-         f"STAND-IN, recorded as such in the manifest and the image properties")
     stand_in = make_stand_in(source.name, cache.root)
     commit = cache.resolve(str(stand_in), None)
     return FetchedSource(name=source.name, url=str(stand_in), commit=commit, pinned=source.pinned,
-                         path=source.path, stand_in=True)
+                         path=source.path, stand_in=True), reason
 
 
 def export_sources(fetched: tuple[FetchedSource, ...], cache: SourceCache, dest: Path) -> Path:
