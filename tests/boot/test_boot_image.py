@@ -1,0 +1,219 @@
+"""Integration (slow): boot the real bookworm sage image; all checks pass. Then boot copies
+broken on purpose (edited with debugfs, no second build) and see each check fail with the right
+message - proof that every check can fail.
+
+The image comes from `sage-image build --release bookworm --variant sage`, built at most once:
+cached under ~/.cache/sage-image/test-images/ by a hash of what the build reads (catalog,
+elements, build code). SAGE_IMAGE_TEST_IMAGE=DIR uses an existing build output folder instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sage_image.boot.disk import find_root, inspect_disk
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/build")
+SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
+               "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
+               "sage-commands", "source-commits")
+
+
+def source_tree_hash() -> str:
+    digest = hashlib.sha256()
+    for top in BUILD_INPUTS:
+        for path in sorted((REPO / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(REPO)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def sage_image(*args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sage_image.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+@pytest.fixture(scope="session")
+def built_sage() -> Path:
+    """A build output folder of the bookworm sage image (built once, then reused)."""
+    given = os.environ.get("SAGE_IMAGE_TEST_IMAGE")
+    if given:
+        return Path(given)
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sage-image"
+    out = cache / "test-images" / f"bookworm-sage-{source_tree_hash()}"
+    if not (out / "manifest.json").is_file():
+        proc = sage_image("build", "--release", "bookworm", "--variant", "sage", "--kvm",
+                          "--allow-stand-ins", "--out", str(out), timeout=3600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def good_copy(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build folder with its files hard-linked: results are written here, not into the
+    shared build (the image files themselves are never written: QEMU uses an overlay)."""
+    dest = tmp_path_factory.mktemp("good") / "bookworm-sage"
+    shutil.copytree(built_sage, dest, copy_function=os.link,
+                    ignore=shutil.ignore_patterns("test-results.json", "test-logs", "*.part"))
+    return dest
+
+
+def test_good_image_passes_every_check(good_copy: Path, tmp_path: Path) -> None:
+    junit = tmp_path / "junit.xml"
+    proc = sage_image("test", str(good_copy), "--json", "--junit", str(junit))
+    report = json.loads(proc.stdout)
+    failed = {c["name"]: c["reason"] for c in report["checks"] if not c["passed"]}
+    assert proc.returncode == 0 and failed == {}, (failed, report.get("error"), proc.stderr)
+    assert tuple(c["name"] for c in report["checks"]) == SAGE_CHECKS
+    results = json.loads((good_copy / "test-results.json").read_text())
+    manifest = json.loads((good_copy / "manifest.json").read_text())
+    assert results["passed"] is True
+    assert results["tested_sha512"] in {f["sha512"] for f in manifest["files"].values()}
+    assert 'failures="0"' in junit.read_text()
+    assert _image_unchanged(good_copy, manifest)
+
+
+def _image_unchanged(out: Path, manifest: dict) -> bool:
+    """The image was only QEMU's read-only backing file: its checksum is still the manifest's."""
+    tested = json.loads((out / "test-results.json").read_text())
+    digest = hashlib.sha512()
+    with (out / tested["tested_file"]).open("rb") as f:
+        for block in iter(lambda: f.read(4 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest() == tested["tested_sha512"]
+
+
+# -- deliberately broken copies -------------------------------------------------------------
+
+def _copy_for_breaking(built: Path, dest: Path) -> tuple[Path, dict]:
+    manifest = json.loads((built / "manifest.json").read_text())
+    dest.mkdir(parents=True)
+    shutil.copytree(built / "boot", dest / "boot", copy_function=os.link)
+    files = manifest["files"]
+    if "raw" in files:
+        raw = files["raw"]["path"]
+        subprocess.run(["cp", "--sparse=always", str(built / raw), str(dest / raw)], check=True)
+    else:  # a bare-metal-only build: make the raw copy debugfs can edit
+        raw = str(Path(files["qcow2"]["path"]).with_suffix(".raw"))
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(built / files["qcow2"]["path"]),
+                        str(dest / raw)], check=True)
+    # The broken copy has other bytes: the manifest lists only it, without checksums.
+    manifest["files"] = {"raw": {"path": raw, "disk_format": "raw"}}
+    return dest / raw, manifest
+
+
+def _edit(raw: Path, work: Path, files: dict[str, tuple[str, int] | None],
+          mkdirs: tuple[str, ...] = ()) -> None:
+    """Write (content, mode) or delete (None) files in the image's root fs with debugfs -w."""
+    root = find_root(inspect_disk(raw))
+    commands = [f"mkdir {d}" for d in mkdirs]
+    for i, (path, spec) in enumerate(files.items()):
+        commands.append(f"rm {path}")
+        if spec is not None:
+            local = work / f"file{i}"
+            local.write_text(spec[0])
+            local.chmod(spec[1])
+            commands.append(f"write {local} {path}")
+    script = work / "debugfs.cmds"
+    script.write_text("\n".join(commands) + "\n")
+    subprocess.run(["debugfs", "-w", "-f", str(script), f"{raw}?offset={root.offset}"],
+                   check=True, capture_output=True)
+
+
+def _read(raw: Path, path: str) -> str:
+    root = find_root(inspect_disk(raw))
+    return subprocess.run(["debugfs", "-R", f"cat {path}", f"{raw}?offset={root.offset}"],
+                          check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture(scope="session")
+def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every check but ssh-login broken, each in its own way."""
+    work = tmp_path_factory.mktemp("broken")
+    raw, manifest = _copy_for_breaking(built_sage, work / "out")
+    cfg = "/etc/cloud/cloud.cfg.d/50-chameleon.cfg"
+    chameleon = re.sub(r"(groups: \[[^\]]*)\bdocker\b,? ?", r"\1", _read(raw, cfg))
+    assert "docker" not in chameleon
+    provenance = json.loads(_read(raw, "/opt/chameleon/provenance.json"))
+    provenance["build-tag"] = "tampered"
+    _edit(raw, work, {
+        cfg: (chameleon, 0o644),                                               # docker-group
+        "/etc/cloud/cloud.cfg.d/99-broken.cfg":
+            ("bootcmd: [\"exit 3\"]\npreserve_hostname: true\n", 0o644),      # cloud-init, hostname
+        "/etc/sudoers.d/zz-broken": ("cc ALL=(ALL) ALL\n", 0o440),             # sudo
+        "/etc/ssh/sshd_config.d/00-broken.conf": ("PasswordAuthentication yes\n", 0o644),
+        "/opt/chameleon/provenance.json": (json.dumps(provenance), 0o644),    # provenance
+        "/etc/systemd/system/docker.socket.d/zz-broken.conf":
+            ("[Socket]\nSocketMode=0666\n", 0o644),                            # docker-socket
+        "/etc/docker/daemon.json": ("{ this is not json\n", 0o644),           # docker-run
+        "/usr/bin/docker-compose": None,                                       # docker-compose
+        "/usr/local/bin/sage-ecr": None,                                       # sage-commands
+    }, mkdirs=("/etc/systemd/system/docker.socket.d",))
+    manifest["packages"]["sage-image-missing-package"] = "1.0"                  # packages
+    manifest["sources"]["beehive-server"]["commit"] = "0" * 40                  # source-commits
+    (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return work / "out"
+
+
+EXPECTED_FAILURES = {
+    "cloud-init": "cloud-init did not finish cleanly: status: error",
+    "hostname": "hostname is not the one from the metadata (sage-test-",
+    "sudo": "cc has no passwordless sudo: sudo: a password is required",
+    "sshd-hardened": "sshd accepts a login it must refuse: password login is offered "
+                     "(methods: publickey,password",
+    "provenance": "provenance.json differs from the manifest: build-tag: image 'tampered'",
+    "packages": "installed packages differ from the manifest: missing in image: "
+                "sage-image-missing-package 1.0",
+    "docker-group": "cc is not in the docker group: cc",
+    "docker-socket": "/var/run/docker.sock must exist and not be world-writable: 666 root:docker",
+    "docker-run": "cc cannot run a container without sudo: ",
+    "docker-compose": "docker-compose cannot run a service as cc: docker-compose: command not "
+                      "found",
+    "sage-commands": "a Sage command is missing or does not answer --help: sage-ecr: command "
+                     "not found",
+    "source-commits": "a checkout under /opt is not at the manifest's commit: beehive-server: "
+                      "/opt/beehive-server is at ",
+    "cuda-packages": "the NVIDIA driver or CUDA packages are not installed: no nvidia-driver",
+}
+
+
+def test_broken_image_fails_each_check_with_its_reason(broken_sage: Path) -> None:
+    names = ",".join(list(SAGE_CHECKS) + ["cuda-packages"])
+    proc = sage_image("test", str(broken_sage), "--json", "--checks", names)
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads(proc.stdout)
+    reasons = {c["name"]: c["reason"] for c in report["checks"]}
+    assert reasons.pop("ssh-login") is None  # the one check this image does not break
+    for name, expected in EXPECTED_FAILURES.items():
+        assert reasons[name] is not None and reasons[name].startswith(expected), \
+            (name, reasons[name])
+    assert "daemon" in reasons["docker-run"].lower()
+    logs = {Path(p).name for p in report["logs"]}
+    assert {"serial.log", "cloud-init.log"} <= logs
+    assert "exit 3" in (broken_sage / "test-logs" / "cloud-init.log").read_text()
+
+
+def test_ssh_login_fails_when_sshd_refuses_cc(built_sage: Path, tmp_path: Path) -> None:
+    raw, manifest = _copy_for_breaking(built_sage, tmp_path / "out")
+    _edit(raw, tmp_path, {"/etc/ssh/sshd_config.d/00-broken.conf": ("DenyUsers cc\n", 0o644)})
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    proc = sage_image("test", str(tmp_path / "out"), "--json")
+    assert proc.returncode == 1
+    report = json.loads(proc.stdout)
+    login = next(c for c in report["checks"] if c["name"] == "ssh-login")
+    assert login["reason"].startswith("cc did not log in with the key from the metadata: "
+                                      "cloud-init finished but sshd refuses the metadata key")
+    assert {Path(p).name for p in report["logs"]} >= {"serial.log", "cloud-init.log"}
