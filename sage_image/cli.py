@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "sage_image.vw.commands",
     "sage_image.publish.commands",
     "sage_image.release.commands",
+    "sage_image.release.ci_commands",
     "sage_image.localcloud.commands",
 )
 

@@ -1,0 +1,190 @@
+"""`sage-image ci github|k8s` and `sage-image report`: the command-line side of ci.py/report.py.
+
+Generation is pure (ci.py, report.py); this module reads inputs, checks what was generated
+against the plan, and writes files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .. import __version__
+from ..catalog.commands import add_catalog_flag
+from ..catalog.model import load_catalog
+from ..console import Console
+from ..errors import SageImageError, UsageError
+from . import ci, report
+from .selection import add_selection_flags, selection_from_args
+
+DEFAULT_WORKFLOW = Path(".github/workflows/sage-image-release.yml")
+K8S_MARKER = ".sage-image-ci-k8s"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..cli import add_command, add_json_flag
+
+    group = add_command(sub, "ci", help="generate CI that runs the release plan elsewhere",
+                        example="sage-image ci github --variants base,sage")
+    verbs = group.add_subparsers(dest="ci_command", metavar="COMMAND")
+    verbs.required = True
+
+    p = add_command(verbs, "github", help="write a GitHub Actions workflow running the release plan",
+                    description="Write a GitHub Actions workflow with one job per build, test and "
+                                "publish of the release plan, their needs: exactly the plan's "
+                                "dependencies (docs/release.md).",
+                    example="sage-image ci github --releases bookworm --variants base,sage "
+                            "--out .github/workflows/sage-image-release.yml")
+    add_selection_flags(p)
+    p.add_argument("--out", type=Path, default=DEFAULT_WORKFLOW, metavar="FILE",
+                   help=f"workflow file to write ('-' for stdout; default {DEFAULT_WORKFLOW})")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_github)
+
+    p = add_command(verbs, "k8s", help="write Kubernetes Jobs running the release plan",
+                    description="Write a kustomize directory: a namespace, a shared cache volume "
+                                "and one Job per image (build, then test) and per publish; a Job "
+                                "waits on the volume for what it needs (docs/release.md).",
+                    example="sage-image ci k8s --variants base,sage --publish --out release-k8s")
+    add_selection_flags(p)
+    p.add_argument("--publish", action="store_true", help="also publish every tested image")
+    p.add_argument("--out", type=Path, default=Path("release-k8s"), metavar="DIR",
+                   help="directory to write (default ./release-k8s; replaced if ours)")
+    p.add_argument("--run", default=None, metavar="ID",
+                   help="names this run's Jobs and folder on the volume (default: UTC time)")
+    p.add_argument("--ref", default=None, metavar="COMMIT",
+                   help="sage-image-builder commit the pods check out (default: this checkout's)")
+    p.add_argument("--repo", default=None, metavar="URL",
+                   help="repository to check out (default: the catalog's builder.repo)")
+    p.add_argument("--namespace", default="sage-image", metavar="NS", help="default sage-image")
+    p.add_argument("--storage-class", default=None, metavar="NAME",
+                   help="StorageClass of the cache volume (ReadWriteMany; default: the cluster's)")
+    p.add_argument("--clouds-secret", default="sage-image-clouds", metavar="NAME",
+                   help="Secret with key clouds.yaml the publish pods use (not generated)")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_k8s)
+
+    p = add_command(sub, "report", help="write the release report (HTML page + JSON)",
+                    description="Read RELEASE_DIR (written by `sage-image release`) and write "
+                                "report.html (opens offline in any browser) and report.json.",
+                    example="sage-image report out/release --out out/release")
+    p.add_argument("release_dir", type=Path, metavar="RELEASE_DIR")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where report.html and report.json go (default: RELEASE_DIR)")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=cmd_report)
+
+
+def _command_line() -> str:
+    return shlex.join(["sage-image", *sys.argv[1:]]) if sys.argv else "sage-image"
+
+
+def _check_graph(found: dict[str, tuple[str, ...]], plan_graph: dict[str, tuple[str, ...]]) -> None:
+    """A bug of ours, never bad input: refuse to write CI that would run another graph."""
+    if found != plan_graph:
+        diff = sorted(set(found.items()) ^ set(plan_graph.items()))
+        raise SageImageError(f"generated job graph differs from the release plan: {diff[:3]}")
+
+
+def cmd_github(args: argparse.Namespace, console: Console) -> int:
+    catalog = load_catalog(args.catalog)
+    plan = selection_from_args(args).plan(catalog, publish=True)
+    workflow = ci.github_workflow(catalog, plan)
+    _check_graph(ci.workflow_graph(workflow), ci.plan_graph(plan))
+    text = ci.render_workflow(workflow, _command_line())
+    if str(args.out) == "-":
+        sys.stdout.write(text)
+        return 0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    secrets = sorted({n for p in plan.publishes for n in ci.secret_names(p.site)})
+    if console.json_mode:
+        console.json({"ok": True, "out": str(args.out), "jobs": len(workflow["jobs"]),
+                      "secrets": secrets})
+        return 0
+    console.result(f"wrote {args.out}: {len(workflow['jobs'])} jobs "
+                   f"({len(plan.images)} builds, {len(plan.publishes)} publishes)")
+    console.info("repository secrets it reads: " + ", ".join(secrets))
+    return 0
+
+
+def _default_ref() -> str:
+    from ..build.commands import builder_commit
+
+    ref = builder_commit()
+    if ref == "unknown":
+        raise UsageError("cannot tell this checkout's commit; give --ref COMMIT")
+    return ref
+
+
+def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
+    catalog = load_catalog(args.catalog)
+    plan = selection_from_args(args).plan(catalog, publish=args.publish)
+    options = ci.K8sOptions(
+        run=ci.check_run(args.run or time.strftime("%Y%m%d-%H%M%S", time.gmtime())),
+        ref=args.ref or _default_ref(), repo=args.repo or catalog.builder.repo,
+        namespace=ci.dns_name(args.namespace), storage_class=args.storage_class,
+        clouds_secret=args.clouds_secret)
+    objects = ci.k8s_objects(catalog, plan, options)
+    _check_graph(ci.k8s_graph(objects), ci.plan_graph(plan))
+    files = ci.k8s_files(objects, _command_line())
+    _write_tree(args.out, files)
+    jobs = [o["metadata"]["name"] for o in objects if o["kind"] == "Job"]
+    if console.json_mode:
+        console.json({"ok": True, "out": str(args.out), "run": options.run, "ref": options.ref,
+                      "namespace": options.namespace, "jobs": jobs})
+        return 0
+    console.result(f"wrote {args.out}: {len(jobs)} Jobs, run {options.run}, ref {options.ref[:12]}")
+    console.info(f"start it with: kubectl apply -k {args.out}")
+    if plan.publishes:
+        console.info(f"publish pods read the Secret {options.clouds_secret} (key clouds.yaml) in "
+                     f"namespace {options.namespace}; create it before they start")
+    return 0
+
+
+def _write_tree(out: Path, files: dict[str, str]) -> None:
+    """Replace an earlier tree of ours; refuse a non-empty directory that is not ours."""
+    if out.exists():
+        if not out.is_dir() or (any(out.iterdir()) and not (out / K8S_MARKER).exists()):
+            raise UsageError(f"{out} exists and was not written by `sage-image ci k8s`",
+                             hint="choose another --out or remove it")
+        shutil.rmtree(out)
+    for rel, text in files.items():
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (out / K8S_MARKER).write_text("written by sage-image ci k8s; the whole directory is replaced\n")
+
+
+def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    catalog = load_catalog(args.catalog)
+    formats = {name: catalog.site_kinds[site.kind].disk_format
+               for name, site in catalog.sites.items()}
+    data = report.load_release(args.release_dir)
+    try:
+        result = report.build_report(data, formats)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise UsageError(f"{args.release_dir / report.RELEASE_FILE}: unexpected content "
+                         f"({type(exc).__name__}: {exc})") from exc
+    out = args.out or args.release_dir
+    out.mkdir(parents=True, exist_ok=True)
+    page = report.render_html(result, generator=f"written by sage-image {__version__} report")
+    (out / "report.html").write_text(page)
+    (out / "report.json").write_text(
+        json.dumps(report.report_json(result), indent=2) + "\n")
+    if console.json_mode:
+        console.json({"ok": True, "html": str(out / "report.html"),
+                      "json": str(out / "report.json"), "failed_jobs": result.failed})
+        return 0
+    console.result(f"wrote {out / 'report.html'} and report.json "
+                   f"({len(result.rows)} images, {len(result.sites)} sites, "
+                   f"{result.failed} failed job(s))")
+    return 0
