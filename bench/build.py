@@ -86,7 +86,7 @@ def markdown(results: dict[str, dict]) -> str:
 
 
 PHASES = ("preflight", "sources", "dib:root.d", "dib:pre-install.d", "dib:install.d",
-          "dib:block-device", "dib:finalise.d", "convert", "checksums")
+          "dib:block-device", "dib:finalise.d", "formats")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -121,7 +121,8 @@ def markdown(r: dict) -> str:
     lines = [
         "| run | wall (s) | vs seed-style |", "|---|---:|---:|",
         f"| seed-style: 3 builds + 3 sequential uploads | {r['seed_total']} | 1.0x |",
-        f"| `sage-image release` cold (base layer + sage + test + 3 parallel publishes) | {r['cold']} | {r['seed_total'] / r['cold']:.1f}x |",
+        "| `sage-image release` cold (base layer + sage + test + 3 parallel publishes) | "
+        f"{r['cold']} | {r['seed_total'] / r['cold']:.1f}x |",
         f"| `sage-image release` warm base | {r['warm']} | {r['seed_total'] / r['warm']:.1f}x |",
         "", f"Layered build: sage on the base layer {layered} s vs sage from scratch {scratch} s "
         f"({100 * layered / scratch:.0f}%).", "",

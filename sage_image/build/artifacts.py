@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,20 +15,49 @@ from .plan import BuildPlan
 CHUNK = 4 * 1024 * 1024
 
 
-def convert_formats(raw: Path, plan: BuildPlan, out_dir: Path) -> dict[str, Path]:
-    """Write the image in each format its target sites want; the raw file is consumed."""
-    produced: dict[str, Path] = {}
-    if "qcow2" in plan.formats:
-        qcow2 = out_dir / f"{plan.name}.qcow2"
-        run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c",
-             "-o", f"compression_type={plan.compression}", raw, qcow2.with_suffix(".part")])
-        qcow2.with_suffix(".part").rename(qcow2)
-        produced["qcow2"] = qcow2
-    if "raw" in plan.formats:
-        target = out_dir / f"{plan.name}.raw"
-        shutil.move(raw, target)  # same filesystem: a rename; else a (sparse-unaware) copy
-        produced["raw"] = target
-    return produced
+def produce_files(raw: Path, plan: BuildPlan, out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Write the image in each format its target sites want, described with checksums.
+
+    The raw file is hashed on one core while qemu-img compresses the qcow2 on the other:
+    both read the same bytes, so the page cache serves the second reader."""
+    raw_target = out_dir / f"{plan.name}.raw" if "raw" in plan.formats else None
+    if raw_target:
+        move_sparse(raw, raw_target)
+    source = raw_target or raw
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        raw_entry = pool.submit(describe_file, raw_target, "raw", plan, out_dir) if raw_target \
+            else None
+        qcow2_entry = None
+        if "qcow2" in plan.formats:
+            qcow2 = convert_qcow2(source, plan, out_dir)
+            qcow2_entry = pool.submit(describe_file, qcow2, "qcow2", plan, out_dir)
+        described = {}
+        if qcow2_entry:
+            described["qcow2"] = qcow2_entry.result()
+        if raw_entry:
+            described["raw"] = raw_entry.result()
+    if not raw_target:
+        raw.unlink(missing_ok=True)
+    return described
+
+
+def convert_qcow2(source: Path, plan: BuildPlan, out_dir: Path) -> Path:
+    qcow2 = out_dir / f"{plan.name}.qcow2"
+    part = out_dir / f"{plan.name}.qcow2.part"
+    # -W/-m: several coroutines, so qemu's compression threads can use every core.
+    run(["qemu-img", "convert", "-W", "-m", "4", "-f", "raw", "-O", "qcow2", "-c",
+         "-o", f"compression_type={plan.compression}", source, part])
+    part.rename(qcow2)
+    return qcow2
+
+
+def move_sparse(source: Path, target: Path) -> None:
+    """A rename; across filesystems a copy that keeps the holes (a raw image is mostly holes)."""
+    try:
+        os.rename(source, target)
+    except OSError:
+        run(["cp", "--sparse=always", source, target])
+        source.unlink()
 
 
 def file_digests(path: Path) -> dict[str, str]:
@@ -56,14 +84,6 @@ def describe_file(path: Path, disk_format: str, plan: BuildPlan, out_dir: Path) 
         entry["compression"] = plan.compression
     entry.update(file_digests(path))
     return entry
-
-
-def describe_files(files: dict[str, Path], plan: BuildPlan, out_dir: Path) -> dict[str, Any]:
-    """Every format at once: hashing releases the GIL, so two files hash on two cores."""
-    with ThreadPoolExecutor(max_workers=max(1, len(files))) as pool:
-        futures = {fmt: pool.submit(describe_file, path, fmt, plan, out_dir)
-                   for fmt, path in files.items()}
-        return {fmt: future.result() for fmt, future in futures.items()}
 
 
 def installed_packages(dpkg_status: Path) -> dict[str, str]:

@@ -88,17 +88,15 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
                                  clock=time.monotonic)
             timer.phases.update({k: round(v, 2) for k, v in dib_phases.items()})
             packages = artifacts.installed_packages(paths.artifacts / "dpkg-status")
-            files: dict[str, Path] = {}
+            described: dict[str, Any] = {}
             if not plan.layer_only:
-                with timer.phase("convert", reporter):
-                    files = artifacts.convert_formats(paths.image_base.with_suffix(".raw"),
-                                                      plan, out_dir)
+                with timer.phase("formats", reporter):
+                    described = artifacts.produce_files(paths.image_base.with_suffix(".raw"),
+                                                        plan, out_dir)
                 _copy_boot_files(paths, out_dir)
         except BaseException:
             _remove_outputs(plan)
             raise
-    with timer.phase("checksums", reporter):
-        described = artifacts.describe_files(files, plan, out_dir)
     manifest = _manifest(plan, fetched, properties, described, packages, timer.phases)
     artifacts.write_json(out_dir / MANIFEST, manifest)
     return manifest
@@ -123,7 +121,7 @@ def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> di
 
 def _remove_outputs(plan: BuildPlan) -> None:
     """Drop a previous or half-written image, manifest and boot files (never the log)."""
-    for suffix in (".qcow2", ".raw", ".qcow2.part", ".part"):
+    for suffix in (".qcow2", ".raw", ".qcow2.part"):
         (plan.out_dir / f"{plan.name}{suffix}").unlink(missing_ok=True)
     (plan.out_dir / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(plan.out_dir / "boot", ignore_errors=True)
