@@ -83,8 +83,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_report)
 
 
-def _command_line() -> str:
-    return shlex.join(["sage-image", *sys.argv[1:]]) if sys.argv else "sage-image"
+def _command_line(args: argparse.Namespace, *extra: str) -> str:
+    """The command that regenerates this output (from the parsed flags, not sys.argv)."""
+    argv = ["sage-image", "ci", args.ci_command]
+    for flag in ("releases", "variants", "arches", "sites"):
+        if getattr(args, flag):
+            argv += [f"--{flag}", ",".join(getattr(args, flag))]
+    if args.catalog:
+        argv += ["--catalog", str(args.catalog)]
+    return shlex.join(argv + list(extra))
 
 
 def _check_graph(found: dict[str, tuple[str, ...]], plan_graph: dict[str, tuple[str, ...]]) -> None:
@@ -99,7 +106,7 @@ def cmd_github(args: argparse.Namespace, console: Console) -> int:
     plan = selection_from_args(args).plan(catalog, publish=True)
     workflow = ci.github_workflow(catalog, plan)
     _check_graph(ci.workflow_graph(workflow), ci.plan_graph(plan))
-    text = ci.render_workflow(workflow, _command_line())
+    text = ci.render_workflow(workflow, _command_line(args))
     if str(args.out) == "-":
         sys.stdout.write(text)
         return 0
@@ -135,7 +142,9 @@ def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
         clouds_secret=args.clouds_secret)
     objects = ci.k8s_objects(catalog, plan, options)
     _check_graph(ci.k8s_graph(objects), ci.plan_graph(plan))
-    files = ci.k8s_files(objects, _command_line())
+    extra = ["--publish"] if args.publish else []
+    files = ci.k8s_files(objects, _command_line(args, *extra, "--run", options.run,
+                                                "--ref", options.ref))
     _write_tree(args.out, files)
     jobs = [o["metadata"]["name"] for o in objects if o["kind"] == "Job"]
     if console.json_mode:
