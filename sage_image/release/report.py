@@ -247,7 +247,7 @@ def _cell_html(row: Row, cell: Cell) -> str:
     job = cell.publish
     if job and job.image_id:
         parts.append(f'<small title="Glance image id">id {e(job.image_id[:13])}</small>')
-    if job and job.status != "not run":
+    if job and job.status in ("ok", "failed"):
         speed = f", {job.mb_per_s:.0f} MB/s" if job.mb_per_s else ""
         parts.append(f"{_secs(job.seconds)}{speed}")
     if job and job.reason and cell.state in ("failed", "skipped"):
@@ -296,7 +296,7 @@ def chart_svg(jobs: tuple[JobResult, ...]) -> str:
                    f'{stroke}{opacity}><title>{html.escape(job.id)}: {job.status}, '
                    f'{job.seconds:.1f}s</title></rect>'
                    f'<text x="{label_w + width + 6:.1f}" y="{y + 14}">{_secs(job.seconds)}'
-                   f'{" (failed)" if job.status == "failed" else ""}</text>')
+                   f'{"" if job.status == "ok" else f" ({job.status})"}</text>')
     axis_y = height - 12
     out.append(f'<line x1="{label_w}" y1="{axis_y}" x2="{label_w + bar_w}" y2="{axis_y}" stroke="#9aa1ad"/>'
                f'<text x="{label_w}" y="{axis_y + 11}">0</text>'
