@@ -63,7 +63,7 @@ def published(clouds_env, make_build, image_name, cli) -> SiteImage:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_interrupted_upload_rolls_back(published, make_build, image_name, sig):
-    big = make_build(image_name, timestamp=1_710_000_000, size_mb=400, formats=("raw",))
+    big = make_build(image_name, timestamp=1_710_000_000, size_mb=300, formats=("raw",))
     proc = start_publish(big, "--sites", "KVM@TACC")
     try:
         wait_uploading("kvm-tacc", image_name, proc)
@@ -79,7 +79,7 @@ def test_interrupted_upload_rolls_back(published, make_build, image_name, sig):
 def test_killed_client_leaves_production_intact(published, make_build, image_name, cli):
     """SIGKILL: no chance to clean up. Production is untouched and the private leftover is
     deleted by the next run, which then publishes."""
-    big = make_build(image_name, timestamp=1_710_000_000, size_mb=400, formats=("raw",))
+    big = make_build(image_name, timestamp=1_710_000_000, size_mb=300, formats=("raw",))
     proc = start_publish(big, "--sites", "KVM@TACC")
     try:
         temp = wait_uploading("kvm-tacc", image_name, proc)
