@@ -23,12 +23,18 @@ SSH_OPTIONS = (
     "-o", "IdentitiesOnly=yes",
     "-o", "LogLevel=ERROR",
     "-o", "ConnectTimeout=5",
-    "-o", "ServerAliveInterval=5",
-    "-o", "ServerAliveCountMax=3",
+    # Generous: a TCG guest busy with cloud-init can be slow to answer keep-alives.
+    "-o", "ServerAliveInterval=15",
+    "-o", "ServerAliveCountMax=8",
     # sntrup761 (first in the images' hardened list) costs seconds per login under TCG.
     "-o", "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org",
     "-F", "/dev/null",   # never pick up the operator's ~/.ssh/config
 )
+
+
+# The master holds one session open: with no session of cc's left, logind stops cc's systemd
+# user manager (after 10 s) and the next command pays seconds to start it again under TCG.
+HOLD_SESSION = "while sleep 3600; do :; done"
 
 
 @dataclass(frozen=True)
@@ -103,8 +109,8 @@ def start_master(target: SshTarget, *, timeout: float) -> Output:
     assert target.control is not None
     errors = target.control.with_suffix(".err")
     argv = ["ssh", *SSH_OPTIONS, "-o", f"ControlPath={target.control}", "-o", "ControlMaster=yes",
-            "-o", "ControlPersist=yes", "-f", "-N", "-i", str(target.key), "-p", str(target.port),
-            f"{target.user}@{target.host}"]
+            "-o", "ControlPersist=yes", "-f", "-i", str(target.key), "-p", str(target.port),
+            f"{target.user}@{target.host}", HOLD_SESSION]
     with errors.open("wb") as err:
         try:
             proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

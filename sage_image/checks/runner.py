@@ -130,7 +130,12 @@ def _ensure_asset(name: str, ctx: CheckContext, *, timeout: float) -> None:
     ctx.uploaded.add(name)
 
 
+ERROR_LINE = re.compile(r"(?i)error|denied|not found|cannot|can't|failed|refused|no such")
+
+
 def _one_line(text: str, limit: int = 200) -> str:
+    """The line that says most: the first one that reads like an error, else the first."""
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    line = lines[0] if lines else ""
+    errors = [ln for ln in lines if ERROR_LINE.search(ln)]
+    line = (errors or lines or [""])[0]
     return line if len(line) <= limit else line[:limit - 3] + "..."
