@@ -4,9 +4,11 @@ Both run exactly the jobs of `plan_release` (build, test, publish) with exactly 
 dependencies - `*_graph()` reads the dependencies back out of what was generated, and the
 commands refuse to write a file whose graph differs from `ReleasePlan.graph()`.
 
-How a child build gets its parent's layer (the layered-build contract, docs/release.md): a build
-with cache root C reuses `C/layers/<parent layer_key>.tar` and leaves its own layer at
-`C/layers/<layer_key>.tar` (written under a temporary name and renamed, so it appears whole).
+How a child build gets its parent's layer (the layered-build contract, docs/release.md): the
+build arguments are `run.build_args`, the same as a local `sage-image release`: a child starts
+`--from-layer C/layers/<parent layer_key>.tar.gz`, a parent saves `--save-layer` there (written
+under a temporary name and renamed, so it appears whole), a parent nobody asked for is
+`--layer-only`.
 - GitHub: each layer travels in an actions/cache entry keyed by its layer key, so a rerun with
   an unchanged base restores it instead of building it; images travel as run artifacts.
 - Kubernetes: one shared volume is the cache root; a build pod's init container waits until the
@@ -29,10 +31,10 @@ import yaml
 from ..catalog.model import CI, Catalog
 from ..errors import UsageError
 from .plan import ImageJob, PublishJob, ReleasePlan
+from .run import LAYER_FILE, build_args
 
 Obj = dict[str, Any]
 
-LAYER_FILE = "layers/{layer_key}.tar"  # relative to the cache root
 # What a bare Debian container lacks before scripts/setup can run (it needs git and a venv).
 BOOTSTRAP_PACKAGES = ("ca-certificates", "git", "python3", "python3-venv")
 WORKFLOW_NAME = "sage-image release"
@@ -69,16 +71,14 @@ def children(plan: ReleasePlan) -> set[str]:
     return {i.parent for i in plan.images if i.parent}
 
 
-def build_argv(image: ImageJob, out: str, cache: str) -> list[str]:
-    sites = [a for s in image.sites for a in ("--site", s)]
-    return [".venv/bin/sage-image", "build", "--release", image.release, "--variant",
-            image.variant, "--arch", image.arch, *sites, "--out", out, "--cache", cache]
+def build_argv(plan: ReleasePlan, image: ImageJob, out: str, cache: str) -> list[str]:
+    return [".venv/bin/sage-image", *build_args(plan, image, out=out, cache=cache)]
 
 
 def _quote(arg: str) -> str:
     """Shell-quote, but leave "$VAR/..." expandable (our own variables, never user text)."""
-    if arg.startswith('"$') and arg.endswith('"'):
-        return arg
+    if re.fullmatch(r'"\$\w+[\w@%+=:,./-]*"[\w@%+=:,./-]*', arg):
+        return arg  # "$VAR/path" or "$VAR/path"/more: our own variables, expanded by the shell
     return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
 
 
@@ -181,8 +181,9 @@ def _gh_build(ci: CI, plan: ReleasePlan, image: ImageJob, has_children: bool) ->
     steps.append({"name": f"Layer cache of {image.key}", "id": "layer", "uses": ci.actions["cache"],
                   "with": {"path": _layer_path(image.layer_key),
                            "key": f"sage-layer-{image.layer_key}"}})
+    cache = f'"$GITHUB_WORKSPACE/{GH_CACHE}"'
     build: Obj = {"name": "sage-image build",
-                  "run": shell(build_argv(image, f"out/{image.key}", f'"$GITHUB_WORKSPACE/{GH_CACHE}"'))}
+                  "run": shell(build_argv(plan, image, f"out/{image.key}", cache))}
     if not image.requested:  # a layer-only build has nothing to do when its layer was restored
         build["if"] = "steps.layer.outputs.cache-hit != 'true'"
     steps.append(build)
@@ -472,7 +473,7 @@ def _image_job(ci: CI, plan: ReleasePlan, image: ImageJob, options: K8sOptions, 
         steps.append(_wait(ci, "wait-parent-layer", paths.layer(parent.layer_key),
                            paths.failed(parent.build_id), failed))
     out = paths.out(image.key)
-    steps.append(_work(ci, "build", image.build_id, build_argv(image, out, CACHE_MOUNT),
+    steps.append(_work(ci, "build", image.build_id, build_argv(plan, image, out, CACHE_MOUNT),
                        produces=(paths.layer(image.layer_key) if has_children
                                  else paths.ok(image.build_id)),
                        ok=paths.ok(image.build_id), mark_failed=failed, options=options,

@@ -47,8 +47,27 @@ def default_jobs(cache_root: Path) -> int:
     return max(1, min(cores // 2 or 1, int(free_mem_gb // 6), int(free_disk_gb // 15)))
 
 
+LAYER_FILE = "layers/{layer_key}.tar.gz"  # relative to the cache root; CI uses the same
+
+
 def layer_file(cache_root: Path, layer_key: str) -> Path:
-    return cache_root / "layers" / f"{layer_key}.tar.gz"
+    return cache_root / LAYER_FILE.format(layer_key=layer_key)
+
+
+def build_args(plan: ReleasePlan, image: ImageJob, *, out: str, cache: str) -> list[str]:
+    """The `sage-image build` arguments of one image job - the same locally and in CI."""
+    args = ["build", "--release", image.release, "--variant", image.variant,
+            "--arch", image.arch, "--out", out, "--cache", cache]
+    for site in image.sites:
+        args += ["--site", site]
+    if image.parent:
+        parent = plan.image(image.parent)
+        args += ["--from-layer", f"{cache}/{LAYER_FILE.format(layer_key=parent.layer_key)}"]
+    if any(i.parent == image.key for i in plan.images):
+        args += ["--save-layer", f"{cache}/{LAYER_FILE.format(layer_key=image.layer_key)}"]
+    if not image.requested:
+        args.append("--layer-only")
+    return args
 
 
 def release_jobs(plan: ReleasePlan, options: ReleaseOptions) -> list[Job]:
@@ -75,18 +94,9 @@ def _catalog_args(options: ReleaseOptions) -> list[str]:
 
 def _build_job(plan: ReleasePlan, image: ImageJob, has_children: bool,
                options: ReleaseOptions) -> Job:
-    out = options.out_dir / image.key
-    argv = [*SAGE_IMAGE, "build", "--release", image.release, "--variant", image.variant,
-            "--arch", image.arch, "--out", str(out), "--cache", str(options.cache_root),
+    argv = [*SAGE_IMAGE, *build_args(plan, image, out=str(options.out_dir / image.key),
+                                     cache=str(options.cache_root)),
             "--json", *_catalog_args(options)]
-    for site in image.sites:
-        argv += ["--site", site]
-    if image.parent:
-        argv += ["--from-layer", str(layer_file(options.cache_root, plan.image(image.parent).layer_key))]
-    if has_children:
-        argv += ["--save-layer", str(layer_file(options.cache_root, image.layer_key))]
-    if not image.requested:
-        argv.append("--layer-only")
     if options.allow_stand_ins:
         argv.append("--allow-stand-ins")
     for source in options.sources:
