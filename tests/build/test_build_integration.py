@@ -113,10 +113,17 @@ def test_manifest_checksums_match_the_files(sage_build, sage_manifest):
 
 
 def test_build_left_nothing_behind(sage_build):
-    assert not list((CACHE / "work").glob("*")) or all(
-        _owner_alive(p) for p in (CACHE / "work").glob("*"))
-    assert devmapper.loops_backed_by(CACHE / "work") == []
-    assert devmapper.mounts_under(CACHE / "work") == []
+    # Other builds may be running on this machine (their work folders are alive); a finished
+    # build must leave no work folder, mount or loop device of its own.
+    for work in (CACHE / "work").glob("*"):
+        assert _owner_alive(work), f"{work} was left behind"
+    alive = list((CACHE / "work").glob("*"))
+    stray_mounts = [m for m in devmapper.mounts_under(CACHE / "work")
+                    if not any(m.startswith(str(w)) for w in alive)]
+    stray_loops = [d for d in devmapper.loops_backed_by(CACHE / "work")
+                   if not any(w.name in Path(f"/sys/block/{Path(d).name}/loop/backing_file")
+                              .read_text() for w in alive)]
+    assert stray_mounts == [] and stray_loops == []
 
 
 def _owner_alive(work: Path) -> bool:
