@@ -15,7 +15,7 @@ from ..catalog.commands import add_catalog_flag
 from ..catalog.model import as_plain
 from ..console import Console, format_seconds
 from ..errors import SageImageError, UsageError
-from .plan import ReleasePlan, plan_release
+from .plan import ReleasePlan, SourceInputs, plan_release
 from .run import ReleaseOptions, default_jobs, layer_file, release_jobs, run_release
 from .scheduler import JobState
 
@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_release(args: argparse.Namespace, console: Console) -> int:
     catalog = load_catalog(args.catalog)
     plan = plan_release(catalog, releases=args.releases, variants=args.variants,
-                        arches=args.arches, sites=args.sites, publish=args.publish)
+                        arches=args.arches, sites=args.sites, publish=args.publish,
+                        inputs=SourceInputs(tuple(args.source), args.allow_stand_ins))
     cache = args.cache or default_cache_root()
     if args.jobs is not None and args.jobs < 1:
         raise UsageError("--jobs must be at least 1")

@@ -70,9 +70,23 @@ class ReleasePlan:
         return graph
 
 
+@dataclass(frozen=True)
+class SourceInputs:
+    """What else decides a layer's content besides the catalog: source overrides
+    (``--source NAME=URL@COMMIT``) and whether stand-ins may replace unreachable sources."""
+
+    overrides: tuple[str, ...] = ()
+    stand_ins: bool = False
+
+    def for_source(self, name: str) -> str | None:
+        return next((o.partition("=")[2] for o in self.overrides
+                     if o.partition("=")[0] == name), None)
+
+
 def plan_release(catalog: Catalog, *, releases: tuple[str, ...] = (),
                  variants: tuple[str, ...] = (), arches: tuple[str, ...] = (),
-                 sites: tuple[str, ...] = (), publish: bool = False) -> ReleasePlan:
+                 sites: tuple[str, ...] = (), publish: bool = False,
+                 inputs: SourceInputs = SourceInputs()) -> ReleasePlan:
     """Expand the selection (empty = everything in the catalog) into jobs."""
     releases = _check(releases, catalog.releases, "release")
     variants = _check(variants, catalog.variants, "variant")
@@ -84,7 +98,7 @@ def plan_release(catalog: Catalog, *, releases: tuple[str, ...] = (),
         raise UsageError("the selection contains no image the catalog allows")
     jobs: dict[str, ImageJob] = {}
     for release, variant, arch in wanted:
-        _add_job(catalog, jobs, release, variant, arch, sites, requested=True)
+        _add_job(catalog, jobs, release, variant, arch, sites, inputs, requested=True)
     images = tuple(sorted(jobs.values(), key=lambda j: (j.release, j.arch, _depth(catalog, j))))
     publishes = tuple(PublishJob(i.key, s) for i in images if i.requested and publish
                       for s in i.sites)
@@ -100,27 +114,29 @@ def _check(values: tuple[str, ...], known, what: str) -> tuple[str, ...]:
 
 
 def _add_job(catalog: Catalog, jobs: dict[str, ImageJob], release: str, variant: str,
-             arch: str, sites: tuple[str, ...], *, requested: bool) -> ImageJob:
+             arch: str, sites: tuple[str, ...], inputs: SourceInputs, *,
+             requested: bool) -> ImageJob:
     key = f"{release}-{variant}-{arch}"
     if key in jobs:
         if requested and not jobs[key].requested:
-            jobs[key] = _job(catalog, jobs, release, variant, arch, sites, requested=True)
+            jobs[key] = _job(catalog, jobs, release, variant, arch, sites, inputs, requested=True)
         return jobs[key]
-    jobs[key] = _job(catalog, jobs, release, variant, arch, sites, requested=requested)
+    jobs[key] = _job(catalog, jobs, release, variant, arch, sites, inputs, requested=requested)
     return jobs[key]
 
 
 def _job(catalog: Catalog, jobs: dict[str, ImageJob], release: str, variant: str, arch: str,
-         sites: tuple[str, ...], *, requested: bool) -> ImageJob:
+         sites: tuple[str, ...], inputs: SourceInputs, *, requested: bool) -> ImageJob:
     parent_variant = catalog.variants[variant].parent
-    parent = (_add_job(catalog, jobs, release, parent_variant, arch, sites, requested=False)
-              if parent_variant else None)
+    parent = (_add_job(catalog, jobs, release, parent_variant, arch, sites, inputs,
+                       requested=False) if parent_variant else None)
     carried = tuple(s for s in sites if arch in catalog.sites[s].arches) if requested else ()
     return ImageJob(
         key=f"{release}-{variant}-{arch}", release=release, variant=variant, arch=arch,
         name=catalog.image_name(release=release, variant=variant, arch=arch), sites=carried,
         parent=parent.key if parent else None,
-        layer_key=layer_key(catalog, release, variant, arch, parent.layer_key if parent else ""),
+        layer_key=layer_key(catalog, release, variant, arch, parent.layer_key if parent else "",
+                            inputs=inputs),
         requested=requested)
 
 
@@ -128,7 +144,8 @@ def _depth(catalog: Catalog, job: ImageJob) -> int:
     return len(catalog.variant_chain(job.variant))
 
 
-def layer_key(catalog: Catalog, release: str, variant: str, arch: str, parent_key: str) -> str:
+def layer_key(catalog: Catalog, release: str, variant: str, arch: str, parent_key: str, *,
+              inputs: SourceInputs = SourceInputs()) -> str:
     """A hash of everything that goes into a variant's layer: the release (element, mirror,
     settings), the arch, the variant's own elements (their files), its sources' commits, and
     the parent's layer - so a change to `sage` rebuilds only `sage` and above, a change to the
@@ -137,7 +154,8 @@ def layer_key(catalog: Catalog, release: str, variant: str, arch: str, parent_ke
     data = {
         "release": _plain(catalog.releases[release]), "arch": _plain(catalog.arches[arch]),
         "elements": {e: _element_digest(e) for e in own.elements},
-        "sources": {s: catalog.sources[s].commit for s in own.sources},
+        "sources": {s: inputs.for_source(s) or catalog.sources[s].commit for s in own.sources},
+        "stand_ins": inputs.stand_ins,
         "cuda": _plain(own.cuda) if own.cuda else None, "parent": parent_key,
     }
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]

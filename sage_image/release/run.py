@@ -183,7 +183,7 @@ def _job_record(state: JobState) -> dict[str, Any]:
     sites = result.get("sites") if isinstance(result.get("sites"), list) else []
     site = sites[0] if sites and isinstance(sites[0], dict) else {}
     record.update({"image_id": site.get("image_id"), "mb_per_s": site.get("mb_per_s"),
-                   "result": site.get("result")})
+                   "result": site.get("status")})
     return record
 
 

@@ -88,3 +88,16 @@ def test_jobs_use_layers_and_layer_only_parents(tmp_path):
 def test_bad_selection_is_refused(kwargs, expected):
     with pytest.raises(UsageError, match=re.escape(expected)):
         plan_release(CATALOG, **kwargs)
+
+
+def test_source_overrides_and_stand_ins_change_the_layers_they_go_into():
+    from sage_image.release.plan import SourceInputs
+
+    plain = plan_release(CATALOG, releases=("bookworm",), variants=("sage",), arches=("amd64",))
+    other = plan_release(CATALOG, releases=("bookworm",), variants=("sage",), arches=("amd64",),
+                         inputs=SourceInputs(("waggle-node=/srv/vw@" + "e" * 40,)))
+    stand = plan_release(CATALOG, releases=("bookworm",), variants=("sage",), arches=("amd64",),
+                         inputs=SourceInputs(stand_ins=True))
+    assert plain.images[0].layer_key == other.images[0].layer_key  # base has no waggle-node
+    assert plain.images[1].layer_key != other.images[1].layer_key
+    assert plain.images[0].layer_key != stand.images[0].layer_key  # cc-snapshot may be a stand-in
