@@ -1,10 +1,16 @@
 """Session fixtures shared by every stage's tests.
 
-``sage_build``: one real diskimage-builder build of the bookworm ``sage`` image, with every
-external source served from a local git repository this fixture creates (GitHub is not
-reachable here). The build is cached under ~/.cache/sage-image/test-builds, keyed by a hash of
-everything that goes into it, so the whole suite (build, boot and publish tests) builds at
-most once per change of the builder.
+``local_sites``: three real Glance servers on loopback (chi-uc, chi-tacc, kvm-tacc).
+
+``sage_release``: one real ``sage-image release --releases bookworm --variants sage --publish``
+- a layer-only base build, the sage build on that layer, its QEMU boot test and the publish to
+the three local sites - with every external source served from a local git repository this
+fixture creates (GitHub is not reachable here). Its output folder is kept under
+~/.cache/sage-image/test-builds, keyed by a hash of everything that goes into the images, so a
+re-run of the suite rebuilds nothing unless the builder changed (the release itself reuses what
+exists); the publish runs every time, to fresh sites.
+
+``sage_build``: the sage image's build output folder from that release.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from sage_image.build.sources import STANDIN_GIT_ENV, STANDIN_TEMPLATES
+from sage_image.localcloud.cloud import LocalCloud, SiteSpec, start_cloud
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = [ROOT / "sage_image" / d for d in ("build", "elements", "catalog")]
@@ -58,26 +67,65 @@ def source_repos(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     return {name: _fixture_repo(name, root) for name in SOURCE_NAMES}
 
 
+SITES = ("CHI@UC", "CHI@TACC", "KVM@TACC")
+CLOUDS = {"CHI@UC": "chi-uc", "CHI@TACC": "chi-tacc", "KVM@TACC": "kvm-tacc"}
+
+
 @pytest.fixture(scope="session")
-def sage_build(source_repos) -> Path:
-    """Output folder of a real bookworm sage build (built once, then reused)."""
+def local_sites(tmp_path_factory) -> LocalCloud:
+    """Three real Glance sites; always stopped and removed, also when a test fails."""
+    root = tmp_path_factory.mktemp("glance-sites")
+    cloud = start_cloud(root, [SiteSpec(c) for c in CLOUDS.values()])
+    try:
+        yield cloud
+    finally:
+        cloud.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class ReleaseRun:
+    out: Path
+    returncode: int
+    stderr: str
+    seconds: float
+
+    @property
+    def record(self) -> dict:
+        return json.loads((self.out / "release.json").read_text())
+
+
+def run_release(out: Path, sources: dict[str, tuple[Path, str]], clouds_yaml: Path) -> ReleaseRun:
+    args = [sys.executable, "-m", "sage_image.cli", "release", "--releases", "bookworm",
+            "--variants", "sage", "--arches", "amd64", "--sites", ",".join(SITES), "--publish",
+            "--out", str(out), "--jobs", "1"]
+    for name, (repo, commit) in sources.items():
+        args += ["--source", f"{name}={repo}@{commit}"]
+    started = time.monotonic()
+    result = subprocess.run(args, capture_output=True, text=True, timeout=3600,
+                            env=os.environ | {"OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
+    return ReleaseRun(out, result.returncode, result.stderr, time.monotonic() - started)
+
+
+@pytest.fixture(scope="session")
+def sage_release(source_repos, local_sites) -> ReleaseRun:
     if os.geteuid() != 0:
         pytest.skip("building an image needs root")
     key = _tree_hash(BUILD_INPUTS + [STANDIN_TEMPLATES])
-    out = TEST_CACHE / f"bookworm-sage-{key}"
-    if (out / "manifest.json").exists():
-        return out
-    shutil.rmtree(out, ignore_errors=True)
-    for stale in TEST_CACHE.glob("bookworm-sage-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # keep one build, not one per change
-    args = [sys.executable, "-m", "sage_image.cli", "build", "--release", "bookworm",
-            "--variant", "sage", "--out", str(out)]
-    for name, (repo, commit) in source_repos.items():
-        args += ["--source", f"{name}={repo}@{commit}"]
-    result = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-    if result.returncode != 0:
-        pytest.fail(f"sage build failed:\n{result.stderr[-4000:]}")
-    return out
+    out = TEST_CACHE / f"release-{key}"
+    for stale in TEST_CACHE.glob("release-*"):
+        if stale != out:
+            shutil.rmtree(stale, ignore_errors=True)  # keep one, not one per change
+    run = run_release(out, source_repos, local_sites.clouds_yaml)
+    if run.returncode != 0:
+        pytest.fail(f"the release failed:\n{run.stderr[-5000:]}")
+    return run
+
+
+@pytest.fixture(scope="session")
+def sage_build(sage_release) -> Path:
+    """Output folder of the real, layered, boot-tested and published bookworm sage build."""
+    return sage_release.out / "bookworm-sage-amd64"
 
 
 @pytest.fixture(scope="session")

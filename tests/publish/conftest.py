@@ -29,17 +29,7 @@ SITES = ("CHI@UC", "CHI@TACC", "KVM@TACC")
 CLOUDS = {"CHI@UC": "chi-uc", "CHI@TACC": "chi-tacc", "KVM@TACC": "kvm-tacc"}
 
 
-@pytest.fixture(scope="session")
-def local_sites() -> Iterator[LocalCloud]:
-    root = Path(tempfile.mkdtemp(prefix="sage-glance-"))
-    cloud = None
-    try:
-        cloud = start_cloud(root, [SiteSpec(c) for c in CLOUDS.values()])
-        yield cloud
-    finally:
-        if cloud is not None:
-            cloud.stop()
-        shutil.rmtree(root, ignore_errors=True)
+# local_sites (three real Glance sites) is in tests/conftest.py, shared with the release run.
 
 
 @pytest.fixture(scope="session")
