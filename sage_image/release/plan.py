@@ -29,6 +29,7 @@ class ImageJob:
     parent: str | None  # key of the job whose layer this build starts from
     layer_key: str  # hash of everything that goes into this job's root filesystem
     requested: bool  # False: built only as a layer for a requested child
+    sources: tuple[str, ...] = ()  # the external sources its variant chain uses
 
     @property
     def build_id(self) -> str:
@@ -137,7 +138,7 @@ def _job(catalog: Catalog, jobs: dict[str, ImageJob], release: str, variant: str
         parent=parent.key if parent else None,
         layer_key=layer_key(catalog, release, variant, arch, parent.layer_key if parent else "",
                             inputs=inputs),
-        requested=requested)
+        requested=requested, sources=catalog.variant_sources(variant))
 
 
 def _depth(catalog: Catalog, job: ImageJob) -> int:

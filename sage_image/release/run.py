@@ -100,7 +100,8 @@ def _build_job(plan: ReleasePlan, image: ImageJob, has_children: bool,
     if options.allow_stand_ins:
         argv.append("--allow-stand-ins")
     for source in options.sources:
-        argv += ["--source", source]
+        if source.partition("=")[0] in image.sources:  # a build refuses sources it does not use
+            argv += ["--source", source]
     needs = (f"build:{image.parent}",) if image.parent else ()
     return Job(id=image.build_id, argv=tuple(argv), needs=needs,
                cached=_build_cached(image, has_children, options))

@@ -101,3 +101,13 @@ def test_source_overrides_and_stand_ins_change_the_layers_they_go_into():
     assert plain.images[0].layer_key == other.images[0].layer_key  # base has no waggle-node
     assert plain.images[1].layer_key != other.images[1].layer_key
     assert plain.images[0].layer_key != stand.images[0].layer_key  # cc-snapshot may be a stand-in
+
+
+def test_each_build_gets_only_the_source_overrides_it_uses(tmp_path):
+    plan = plan_release(CATALOG, releases=("bookworm",), variants=("sage",), arches=("amd64",))
+    options = ReleaseOptions(out_dir=tmp_path, cache_root=tmp_path, jobs=1,
+                             sources=("cc-snapshot=/srv/cc", "waggle-node=/srv/vw"))
+    jobs = {j.id: j.argv for j in release_jobs(plan, options)}
+    assert "cc-snapshot=/srv/cc" in jobs["build:bookworm-base-amd64"]
+    assert "waggle-node=/srv/vw" not in jobs["build:bookworm-base-amd64"]
+    assert "waggle-node=/srv/vw" in jobs["build:bookworm-sage-amd64"]
