@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import platform
 import shutil
 import time
@@ -14,7 +15,7 @@ from ..catalog import load_catalog
 from ..catalog.commands import add_catalog_flag
 from ..catalog.model import as_plain
 from ..console import Console, format_seconds
-from ..errors import SageImageError, UsageError
+from ..errors import UsageError
 from .plan import ReleasePlan, SourceInputs, plan_release
 from .run import ReleaseOptions, default_jobs, layer_file, release_jobs, run_release
 from .scheduler import JobState
@@ -157,7 +158,7 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
     if args.action == "prune":
         entries = [e for e in entries if args.older_than is None or e["age_days"] >= args.older_than]
         for entry in entries:
-            _remove_locked(Path(entry["path"]))
+            entry["removed"] = _remove_unless_in_use(Path(entry["path"]))
     if console.json_mode:
         console.json({"action": args.action, "entries": entries})
         return 0
@@ -165,24 +166,26 @@ def cmd_cache(args: argparse.Namespace, console: Console) -> int:
                   [(e["kind"], f"{e['size'] / 2**20:.0f} MiB", e["age_days"], e["path"])
                    for e in entries])
     if args.action == "prune":
-        console.info(f"pruned {len(entries)} entries")
+        kept = [e["path"] for e in entries if not e["removed"]]
+        console.info(f"pruned {len(entries) - len(kept)} entries"
+                     + (f"; kept {len(kept)} in use by a running build: {', '.join(kept)}"
+                        if kept else ""))
     return 0
 
 
-def _remove_locked(path: Path) -> None:
-    """Remove a cache entry unless a running build holds its lock."""
-    import fcntl
-
+def _remove_unless_in_use(path: Path) -> bool:
+    """Remove a cache entry unless a running build holds its lock; True if removed."""
     lock = path.with_suffix(".lock")
     with open(lock, "a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise SageImageError(f"{path} is in use by a running build; try again later") from exc
+        except BlockingIOError:
+            return False
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+    return True
 
 
 __all__ = ["register", "layer_file"]
