@@ -26,14 +26,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_once(out: Path, *, firmware: bool, accel: str) -> dict:
+def run_once(out: Path, *, firmware: bool, accel: str, boot_timeout: float) -> dict:
     # A hard-linked copy: results go there, the shared build folder is left alone.
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
         copy = Path(tmp) / out.name
         shutil.copytree(out, copy, copy_function=os.link,
                         ignore=shutil.ignore_patterns("test-results.json", "test-logs"))
         argv = [sys.executable, "-m", "sage_image.cli", "test", str(copy), "--json",
-                "--accel", accel] + (["--firmware"] if firmware else [])
+                "--accel", accel, "--boot-timeout", str(boot_timeout)]
+        argv += ["--firmware"] if firmware else []
         load = os.getloadavg()[0]
         start = time.monotonic()
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
@@ -69,11 +70,13 @@ def main() -> int:
     parser.add_argument("--firmware-runs", type=int, default=1,
                         help="firmware-boot runs (default 1; each takes minutes under TCG)")
     parser.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"))
+    parser.add_argument("--boot-timeout", type=float, default=2400,
+                        help="per boot (default 2400 s: a loaded machine slows TCG a lot)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
-    rows = [run_once(args.out, firmware=False, accel=args.accel) for _ in range(args.runs)]
-    rows += [run_once(args.out, firmware=True, accel=args.accel)
-             for _ in range(args.firmware_runs)]
+    common = {"accel": args.accel, "boot_timeout": args.boot_timeout}
+    rows = [run_once(args.out, firmware=False, **common) for _ in range(args.runs)]
+    rows += [run_once(args.out, firmware=True, **common) for _ in range(args.firmware_runs)]
     print(markdown(rows) if args.markdown else json.dumps(rows, indent=2))
     return 0 if all(r["passed"] for r in rows) else 1
 

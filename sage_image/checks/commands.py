@@ -44,7 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="which of the output folder's files to boot (default: qcow2, else raw)")
     p.add_argument("--variant", help="variant of a bare image file (default: base)")
     p.add_argument("--boot-timeout", type=_seconds, metavar="S",
-                   help="hard limit for the guest to accept SSH (default: 300 direct, 1200 "
+                   help="hard limit for the guest to accept SSH (default: 600 direct, 1800 "
                         "firmware)")
     p.add_argument("--check-timeout", type=_seconds, metavar="S",
                    help="hard limit per check (default: each check's own, usually 120)")
