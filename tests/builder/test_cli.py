@@ -115,3 +115,13 @@ def test_unreachable_source_is_reported_before_the_build(tmp_path):
     assert_clean_error(result, "source cc-snapshot: cannot fetch")
     assert "hint: override it: --source cc-snapshot=" in result.stderr
     assert not (tmp_path / "out" / "build.log").exists()  # diskimage-builder never started
+
+
+def test_seed_command_line_still_works_and_fails_cleanly():
+    result = subprocess.run([sys.executable, "-m", "sage_image.seed_cli", "--release", "bionc",
+                             "--variant", "sage", "--region", "CHI@UC"],
+                            capture_output=True, text=True, timeout=60)
+    assert_clean_error(result, "unknown release 'bionc'")
+    help_text = subprocess.run([sys.executable, "-m", "sage_image.seed_cli", "--help"],
+                               capture_output=True, text=True).stdout
+    assert "--region" in help_text and "example:" in help_text
