@@ -53,21 +53,21 @@ def format_seconds(seconds: float) -> str:
     return f"{minutes:02d}:{secs:02d}"
 
 
-class Progress:
-    """A live 'phase + elapsed' line: redrawn every second on a terminal, one line per phase
-    change otherwise (CI logs), silent in --json mode."""
+class LiveDisplay:
+    """Something redrawn on a terminal every `interval` seconds while work goes on (never in
+    CI logs, --json or --quiet); subclasses say what to draw and how to finish."""
 
-    def __init__(self, console: Console, label: str) -> None:
+    interval = 1.0
+
+    def __init__(self, console: Console) -> None:
         self.console = console
-        self.label = label
         self.start = time.monotonic()
-        self.phase = "starting"
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def __enter__(self) -> Progress:
-        if self.console.live:
-            self._thread = threading.Thread(target=self._tick, daemon=True)
+    def __enter__(self):  # noqa: ANN204 - returns the subclass
+        if self.console.live and not self.console.quiet:
+            self._thread = threading.Thread(target=self._loop, daemon=True)
             self._thread.start()
         return self
 
@@ -75,20 +75,47 @@ class Progress:
         self._stop.set()
         if self._thread:
             self._thread.join()
-            print("\r\033[K", end="", file=self.console.err, flush=True)
-
-    def set_phase(self, phase: str) -> None:
-        if phase == self.phase:
-            return
-        self.phase = phase
-        if not self.console.live and not self.console.json_mode and not self.console.quiet:
-            self.console.info(f"[{format_seconds(self.elapsed)}] {self.label}: {phase}")
+            self.finish()
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
-    def _tick(self) -> None:
-        while not self._stop.wait(1.0):
-            print(f"\r\033[K{self.label}  {self.phase}  {format_seconds(self.elapsed)}",
-                  end="", file=self.console.err, flush=True)
+    @property
+    def drawing(self) -> bool:
+        """True when the terminal display replaces line-by-line progress messages."""
+        return self.console.live or self.console.json_mode or self.console.quiet
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.draw()
+
+    def draw(self) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        pass
+
+
+class Progress(LiveDisplay):
+    """A live 'phase + elapsed' line: redrawn every second on a terminal, one line per phase
+    change otherwise (CI logs), silent in --json mode."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        super().__init__(console)
+        self.label = label
+        self.phase = "starting"
+
+    def set_phase(self, phase: str) -> None:
+        if phase == self.phase:
+            return
+        self.phase = phase
+        if not self.drawing:
+            self.console.info(f"[{format_seconds(self.elapsed)}] {self.label}: {phase}")
+
+    def draw(self) -> None:
+        print(f"\r\033[K{self.label}  {self.phase}  {format_seconds(self.elapsed)}",
+              end="", file=self.console.err, flush=True)
+
+    def finish(self) -> None:
+        print("\r\033[K", end="", file=self.console.err, flush=True)

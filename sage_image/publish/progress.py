@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..console import Console, format_seconds
+from ..console import Console, LiveDisplay, format_seconds
 
 BAR = 24
 
@@ -24,28 +24,15 @@ class _Bar:
     quarter: int = -1
 
 
-class SiteBars:
+class SiteBars(LiveDisplay):
+    interval = 0.5
+
     def __init__(self, console: Console, sites: Sequence[str], totals: dict[str, int]) -> None:
-        self.console = console
-        self.start = time.monotonic()
+        super().__init__(console)
         self.bars = {s: _Bar(total=totals.get(s, 0)) for s in sites}
         self.width = max((len(s) for s in sites), default=4)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._drawn = 0
-
-    def __enter__(self) -> SiteBars:
-        if self.console.live and not self.console.quiet:
-            self._thread = threading.Thread(target=self._tick, daemon=True)
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread:
-            self._thread.join()
-            self._draw()
 
     def update(self, site: str, phase: str, done: int) -> None:
         with self._lock:
@@ -55,7 +42,7 @@ class SiteBars:
             quarter = int(4 * done / bar.total) if bar.total else 0
             crossed = phase == "uploading" and quarter != bar.quarter
             bar.quarter = quarter
-        if self.console.live or self.console.json_mode or self.console.quiet:
+        if self.drawing:
             return
         if changed or crossed:
             self.console.info(f"[{format_seconds(time.monotonic() - self.start)}] "
@@ -69,11 +56,10 @@ class SiteBars:
         return (f"uploading [{'#' * int(BAR * frac):<{BAR}}] {100 * frac:3.0f}% "
                 f"{bar.done / 1e6:.0f}/{bar.total / 1e6:.0f} MB {bar.done / 1e6 / elapsed:.0f} MB/s")
 
-    def _tick(self) -> None:
-        while not self._stop.wait(0.5):
-            self._draw()
+    def finish(self) -> None:
+        self.draw()
 
-    def _draw(self) -> None:
+    def draw(self) -> None:
         with self._lock:
             lines = [f"{s:<{self.width}}  {self._text(b)}" for s, b in self.bars.items()]
         up = f"\033[{self._drawn}F" if self._drawn else ""
