@@ -6,11 +6,15 @@ Library code never prints; commands get a Console and decide what to show.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
+
+# Set by `sage-image release` for its jobs: progress lines on stderr even with --json.
+PROGRESS_LINES_ENV = "SAGE_IMAGE_PROGRESS_LINES"
 
 
 class Console:
@@ -83,8 +87,12 @@ class LiveDisplay:
 
     @property
     def drawing(self) -> bool:
-        """True when the terminal display replaces line-by-line progress messages."""
-        return self.console.live or self.console.json_mode or self.console.quiet
+        """True when line-by-line progress messages are not wanted: a terminal shows the live
+        display instead, or --json/--quiet asked for silence (unless a supervising
+        `sage-image release` asked its jobs for progress lines on stderr)."""
+        lines_wanted = os.environ.get(PROGRESS_LINES_ENV) == "1"
+        return self.console.live or self.console.quiet or (self.console.json_mode
+                                                            and not lines_wanted)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

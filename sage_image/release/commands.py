@@ -18,7 +18,7 @@ from ..console import Console, format_seconds
 from ..errors import UsageError
 from .plan import ReleasePlan, SourceInputs, plan_release
 from .run import ReleaseOptions, default_jobs, layer_file, release_jobs, run_release
-from .scheduler import JobState
+from .scheduler import JobState, Scheduler
 
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), "amd64")
 EXAMPLE = ("sage-image release --releases bookworm --variants base,sage "
@@ -79,7 +79,8 @@ def cmd_release(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         return show_plan(console, plan, options)
     started = time.monotonic()
-    states = run_release(plan, options, on_change=_live(console, started))
+    states = run_release(plan, options, on_change=_live(console, started),
+                         on_tick=_heartbeat(console, started))
     return summarize(console, plan, options, states, time.monotonic() - started)
 
 
@@ -108,11 +109,41 @@ def _live(console: Console, started: float):
     def show(job_id: str, state: JobState) -> None:
         if console.json_mode:
             return
+        if console.live:
+            print("\r\033[K", end="", file=console.err)  # clear the heartbeat line
         detail = f" ({state.reason})" if state.reason else ""
         took = f" in {format_seconds(state.seconds)}" if state.seconds else ""
         console.info(f"[{format_seconds(time.monotonic() - started)}] {job_id}: "
                      f"{state.status}{took}{detail}")
     return show
+
+
+def _heartbeat(console: Console, started: float, every: float = 30.0):
+    """What each running job is doing: redrawn each second on a terminal, a line every 30 s
+    in logs - a build takes minutes and must not look stuck."""
+    last = {"shown": 0.0, "width": 0}
+
+    def tick(scheduler: Scheduler) -> None:
+        now = time.monotonic()
+        if console.json_mode or now - last["shown"] < (1.0 if console.live else every):
+            return
+        last["shown"] = now
+        running = [f"{job} {format_seconds(now - (s.started or now))} "
+                   f"{_phase(scheduler.last_line(job))}".rstrip()
+                   for job, s in scheduler.states.items() if s.status == "running"]
+        if not running:
+            return
+        text = f"[{format_seconds(now - started)}] running: " + "; ".join(running)
+        if console.live:
+            print(f"\r\033[K{text[:200]}", end="", file=console.err, flush=True)
+        else:
+            console.info(text)
+    return tick
+
+
+def _phase(line: str) -> str:
+    """`[02:13] Sage-... (bookworm/sage/amd64): dib:install.d` -> `dib:install.d`."""
+    return line.rsplit(": ", 1)[-1][:40] if line.startswith("[") else ""
 
 
 def summarize(console: Console, plan: ReleasePlan, options: ReleaseOptions,

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog.model import as_plain
+from ..console import PROGRESS_LINES_ENV
 from .plan import ImageJob, ReleasePlan
 from .scheduler import Job, JobState, Scheduler
 
@@ -144,14 +145,17 @@ def _test_cached(out: Path) -> str | None:
 
 
 def run_release(plan: ReleasePlan, options: ReleaseOptions, *,
-                on_change: Any = lambda job, state: None) -> dict[str, JobState]:
+                on_change: Any = lambda job, state: None,
+                on_tick: Any = lambda scheduler: None) -> dict[str, JobState]:
     options.out_dir.mkdir(parents=True, exist_ok=True)
     (options.cache_root / "layers").mkdir(parents=True, exist_ok=True)
     started = _now()
     scheduler = Scheduler(release_jobs(plan, options), max_heavy=options.jobs,
                           log_dir=options.out_dir / "logs",
                           on_change=lambda job, state: _on_change(plan, options, job, state,
-                                                                  on_change))
+                                                                  on_change),
+                          env=os.environ | {PROGRESS_LINES_ENV: "1"},
+                          on_tick=lambda states: on_tick(scheduler))
     try:
         states = scheduler.run()
     finally:

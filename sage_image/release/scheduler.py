@@ -52,13 +52,15 @@ class JobState:
 class Scheduler:
     def __init__(self, jobs: list[Job], *, max_heavy: int, log_dir: Path,
                  on_change: Callable[[str, JobState], None] = lambda job, state: None,
-                 env: dict[str, str] | None = None, max_light: int = 8) -> None:
+                 env: dict[str, str] | None = None, max_light: int = 8,
+                 on_tick: Callable[[dict[str, JobState]], None] = lambda states: None) -> None:
         self.jobs = {job.id: job for job in jobs}
         self.states = {job.id: JobState() for job in jobs}
         self.max_heavy, self.max_light = max(1, max_heavy), max_light
         self.log_dir = log_dir
         self.on_change = on_change
         self.env = env
+        self.on_tick = on_tick
         for job in jobs:
             missing = [n for n in job.needs if n not in self.jobs]
             if missing:
@@ -78,7 +80,19 @@ class Scheduler:
         self._reap()
         self._skip_blocked()
         self._start_ready()
+        self.on_tick(self.states)
         return any(s.status in (PENDING, RUNNING) for s in self.states.values())
+
+    def last_line(self, job_id: str) -> str:
+        """The last progress line a running job wrote (its phase), for the live display."""
+        log = self.log_dir / _file_name(job_id)
+        try:
+            with open(log.with_suffix(".log"), "rb") as handle:
+                handle.seek(max(0, handle.seek(0, os.SEEK_END) - 512))
+                lines = handle.read().decode(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return lines[-1] if lines else ""
 
     def _ready(self, job: Job) -> bool:
         return all(self.states[n].status in DONE for n in job.needs)

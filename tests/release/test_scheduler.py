@@ -83,3 +83,13 @@ def test_interrupt_terminates_running_jobs_and_lets_them_clean_up(tmp_path):
     assert cleaned.exists()
     assert scheduler.states["long"].status == "failed" and scheduler.states["long"].reason == "interrupted"
     assert scheduler.states["after"].status == "skipped"
+
+
+def test_the_live_display_sees_what_a_running_job_is_doing(tmp_path):
+    seen: set[str] = set()
+    job = Job("build", sh("echo '[00:01] image (bookworm/sage/amd64): dib:install.d' >&2; sleep 1"))
+    scheduler = Scheduler([job], max_heavy=1, log_dir=tmp_path / "logs",
+                          on_tick=lambda states: seen.add(scheduler.last_line("build"))
+                          if states["build"].status == "running" else None)
+    scheduler.run()
+    assert "[00:01] image (bookworm/sage/amd64): dib:install.d" in seen
