@@ -204,7 +204,7 @@ def test_broken_image_fails_each_check_with_its_reason(broken_sage: Path) -> Non
     assert "daemon" in reasons["docker-run"].lower()
     logs = {Path(p).name for p in report["logs"]}
     assert {"serial.log", "cloud-init.log"} <= logs
-    assert "exit 3" in (broken_sage / "test-logs" / "cloud-init.log").read_text()
+    assert "bootcmd" in (broken_sage / "test-logs" / "cloud-init.log").read_text()
 
 
 def test_ssh_login_fails_when_sshd_refuses_cc(built_sage: Path, tmp_path: Path) -> None:
