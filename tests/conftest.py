@@ -116,15 +116,22 @@ def sage_release(source_repos, local_sites) -> ReleaseRun:
     for stale in TEST_CACHE.glob("release-*"):
         if stale != out:
             shutil.rmtree(stale, ignore_errors=True)  # keep one, not one per change
+    # A failed job is for the tests to report (test_release_integration names it); only a
+    # release that could not even record its jobs stops every test that needs it here.
     run = run_release(out, source_repos, local_sites.clouds_yaml)
-    if run.returncode != 0:
-        pytest.fail(f"the release failed:\n{run.stderr[-5000:]}")
+    if not (out / "release.json").exists():
+        pytest.fail(f"the release did not run:\n{run.stderr[-5000:]}")
     return run
 
 
 @pytest.fixture(scope="session")
 def sage_build(sage_release) -> Path:
     """Output folder of the real, layered, boot-tested and published bookworm sage build."""
+    build = sage_release.record["jobs"]["build:bookworm-sage-amd64"]
+    if build["status"] not in ("ok", "cached"):
+        log = sage_release.out / "logs" / "build_bookworm-sage-amd64.log"
+        pytest.fail(f"the sage build failed: {build['reason']}\n"
+                    f"{log.read_text()[-3000:] if log.exists() else ''}")
     return sage_release.out / "bookworm-sage-amd64"
 
 

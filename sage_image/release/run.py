@@ -128,7 +128,8 @@ def _build_cached(image: ImageJob, has_children: bool, options: ReleaseOptions) 
 
 def _test_job(image: ImageJob, options: ReleaseOptions) -> Job:
     out = options.out_dir / image.key
-    argv = (*SAGE_IMAGE, "test", str(out), "--json", *_catalog_args(options))
+    argv = (*SAGE_IMAGE, "test", str(out), "--json", "--junit", str(out / "junit.xml"),
+            *_catalog_args(options))
     return Job(id=image.test_id, argv=argv, needs=(image.build_id,), cached=_test_cached(out))
 
 
