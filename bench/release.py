@@ -87,6 +87,30 @@ def release(out: Path, env: dict[str, str], cache: Path) -> tuple[float, dict]:
     return seconds, {job: record["seconds"] for job, record in jobs.items()}
 
 
+def build_numbers(out: Path, env: dict[str, str], cache: Path) -> dict:
+    """Per-phase times and sizes of the builds this run made, plus one full base build (warm)
+    and the sage image as zstd qcow2 - the numbers of docs/benchmarks.md "Build"."""
+    timed([*SAGE_IMAGE, "build", "--release", "bookworm", "--variant", "base",
+           "--allow-stand-ins", "--out", str(out / "base-warm"), "--cache", str(cache)], env)
+    folders = {"sage from scratch, cold (seed CHI@UC)": out / "seed" / "CHI@UC",
+               "sage from scratch, warm (seed CHI@TACC)": out / "seed" / "CHI@TACC",
+               "sage on the base layer (release, warm base)": out / "release" / "bookworm-sage-amd64",
+               "base, full image, warm": out / "base-warm"}
+    numbers = {}
+    for label, folder in folders.items():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        numbers[label] = {"phases": manifest["phases"],
+                          "sizes": {f: e["size"] for f, e in manifest["files"].items()}}
+    sage = folders["sage on the base layer (release, warm base)"]
+    raw = next(sage.glob("*.raw"))
+    start = time.monotonic()
+    subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", "-o",
+                    "compression_type=zstd", str(raw), str(out / "zstd.qcow2")], check=True)
+    numbers["zstd"] = {"seconds": round(time.monotonic() - start, 1),
+                       "size": (out / "zstd.qcow2").stat().st_size}
+    return numbers
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/var/tmp/sage-bench-release"))
@@ -104,12 +128,13 @@ def main() -> int:
         cold, cold_jobs = release(out, env, cache)
         shutil.rmtree(out / "release" / "bookworm-sage-amd64")  # the sage image changed ...
         warm, warm_jobs = release(out, env, cache)  # ... the base layer did not
+        builds = build_numbers(out, env, cache)
     finally:
         subprocess.run([*SAGE_IMAGE, "localcloud", "down", "--dir", str(out / "sites")],
                        cwd=ROOT, stdout=subprocess.DEVNULL)
     seed_total = round(sum(seed.values()), 1)
     results = {"seed": seed, "seed_total": seed_total, "cold": cold, "cold_jobs": cold_jobs,
-               "warm": warm, "warm_jobs": warm_jobs}
+               "warm": warm, "warm_jobs": warm_jobs, "builds": builds}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(markdown(results))
     return 0
@@ -131,6 +156,26 @@ def markdown(r: dict) -> str:
     lines += [f"| seed {k} | {v} |" for k, v in r["seed"].items()]
     lines += [f"| cold {k} | {v} |" for k, v in r["cold_jobs"].items()]
     lines += [f"| warm {k} | {v} |" for k, v in r["warm_jobs"].items()]
+    return "\n".join(lines) + "\n\n" + build_markdown(r["builds"])
+
+
+PHASES = ("sources", "dib:root.d", "dib:pre-install.d", "dib:install.d", "dib:block-device",
+          "dib:finalise.d", "formats")
+
+
+def build_markdown(builds: dict) -> str:
+    mib = 2**20
+    lines = ["| build | total (s) | " + " | ".join(PHASES) + " | qcow2 zlib (MiB) | raw (MiB) |",
+             "|---|---:|" + "---:|" * (len(PHASES) + 2)]
+    for label, b in builds.items():
+        if label == "zstd":
+            continue
+        total = round(sum(b["phases"].values()), 1)
+        cells = [str(round(b["phases"].get(p, 0.0), 1)) for p in PHASES]
+        lines.append(f"| {label} | {total} | " + " | ".join(cells) +
+                     f" | {b['sizes'].get('qcow2', 0) / mib:.0f} | {b['sizes'].get('raw', 0) / mib:.0f} |")
+    z = builds["zstd"]
+    lines.append(f"\nThe sage image as zstd qcow2: {z['size'] / mib:.0f} MiB ({z['seconds']} s to convert).")
     return "\n".join(lines)
 
 
