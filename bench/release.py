@@ -121,13 +121,22 @@ def main() -> int:
     subprocess.run([*SAGE_IMAGE, "localcloud", "up", "--dir", str(out / "sites")], check=True,
                    cwd=ROOT, stdout=subprocess.DEVNULL)
     env = os.environ | {"OS_CLIENT_CONFIG_FILE": str(out / "sites" / "clouds.yaml")}
+    partial: dict = {}
+
+    def keep(**values: object) -> None:  # results survive an interrupted run
+        partial.update(values)
+        (out / "results.json").write_text(json.dumps(partial, indent=2))
+
     try:
         urls = endpoints(out / "sites" / "clouds.yaml")
         seed = seed_style(out, env, urls)
+        keep(seed=seed)
         cache = out / "release-cache"
         cold, cold_jobs = release(out, env, cache)
+        keep(cold=cold, cold_jobs=cold_jobs)
         shutil.rmtree(out / "release" / "bookworm-sage-amd64")  # the sage image changed ...
         warm, warm_jobs = release(out, env, cache)  # ... the base layer did not
+        keep(warm=warm, warm_jobs=warm_jobs)
         builds = build_numbers(out, env, cache)
     finally:
         subprocess.run([*SAGE_IMAGE, "localcloud", "down", "--dir", str(out / "sites")],
