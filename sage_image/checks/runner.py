@@ -99,17 +99,33 @@ def expectation_problem(expect: Expect, out: Output, values: Mapping[str, str]) 
     return None
 
 
+# sshd drops a new connection before the key exchange when it is busy (MaxStartups) - under
+# software emulation that happens. It says nothing about authentication: try again.
+TRANSIENT_SSH = ("kex_exchange_identification", "Connection closed by remote host",
+                 "Connection reset by peer")
+
+
+def _fresh_login(target: SshTarget, command: str, *, timeout: float, attempts: int = 4,
+                 **kwargs: Any) -> Output:
+    for attempt in range(attempts):
+        out = ssh_run(target, command, timeout=timeout, shared=False, **kwargs)
+        if out.exit != 255 or not any(t in out.stderr for t in TRANSIENT_SSH):
+            return out
+        time.sleep(2 * (attempt + 1))
+    return out
+
+
 def probe_sshd_auth(target: SshTarget, *, timeout: float) -> str | None:
     """Root login with the (valid) metadata key and password login must both be refused."""
-    root = ssh_run(target, "echo sage-root-ok", user="root", timeout=timeout, shared=False)
+    root = _fresh_login(target, "echo sage-root-ok", user="root", timeout=timeout)
     if "sage-root-ok" in root.stdout or root.exit != 255:
         return f"root login was accepted (exit {root.exit}: " \
                f"{_one_line(root.stdout + root.stderr) or 'no output'})"
     if "Permission denied" not in root.stderr:
         return f"root login: unexpected answer: {_one_line(root.stderr)}"
-    pw = ssh_run(target, "true", timeout=timeout, shared=False,
-                 extra=("-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=0",
-                        "-o", "PreferredAuthentications=password,keyboard-interactive"))
+    pw = _fresh_login(target, "true", timeout=timeout,
+                      extra=("-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=0",
+                             "-o", "PreferredAuthentications=password,keyboard-interactive"))
     methods = re.search(r"Permission denied \(([^)]*)\)", pw.stderr)
     if methods is None:
         return f"password login: unexpected answer: {_one_line(pw.stderr) or pw.exit}"
