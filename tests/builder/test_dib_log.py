@@ -1,0 +1,48 @@
+"""Reading diskimage-builder's output: phases, the failing step, the log tail and the shims."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from sage_image.build.dib import SUDO_SHIM, DibLog
+
+LINES = [
+    "2026-11-25 08:44:20.227 | Running hooks from /tmp/x/hooks/root.d",
+    "2026-11-25 08:44:20.509 | dib-run-parts Running /tmp/x/hooks/root.d/08-debootstrap",
+    "2026-11-25 08:45:38.560 | dib-run-parts Running /tmp/in_target.d/install.d/50-sage-docker",
+    "2026-11-25 08:45:39.000 | E: Unable to locate package docker.io",
+]
+
+
+def test_phases_step_and_tail(tmp_path):
+    clock = iter([0.0, 1.0, 5.0, 9.0]).__next__
+    phases: list[str] = []
+    log = DibLog(tmp_path / "build.log", phases.append, clock)
+    for line in LINES:
+        log.line(line)
+    log.close()
+    assert phases == ["dib:root.d", "dib:install.d", "dib:done"]
+    assert log.step == "install.d/50-sage-docker"
+    assert log.phases == {"dib:prepare": 1.0, "dib:root.d": 4.0, "dib:install.d": 4.0}
+    assert log.tail[-1] == "E: Unable to locate package docker.io"  # timestamps stripped
+    assert (tmp_path / "build.log").read_text().splitlines() == LINES  # the log keeps them
+
+
+def run_sudo_shim(tmp_path: Path, *args: str) -> str:
+    shim = tmp_path / "sudo"
+    shim.write_text(SUDO_SHIM)
+    shim.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "TMPDIR": "/leaked", "HOME": "/root"}
+    return subprocess.run([str(shim), *args], env=env, capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_sudo_shim_resets_the_environment_like_sudo(tmp_path):
+    # A build-time TMPDIR leaking into the chroot broke package scripts: plain sudo drops it ...
+    assert "TMPDIR" not in run_sudo_shim(tmp_path, "env")
+    # ... sudo -E keeps it, and PATH (our shims) survives both.
+    assert "TMPDIR=/leaked" in run_sudo_shim(tmp_path, "-E", "env")
+    assert f"PATH={tmp_path}:" in run_sudo_shim(tmp_path, "env")
+    assert run_sudo_shim(tmp_path, "--", "echo", "ok").strip() == "ok"
+    assert "FOO=1" in run_sudo_shim(tmp_path, "FOO=1", "env")
