@@ -98,14 +98,10 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
     )
 
 
-def describe_plan(plan: BuildPlan) -> dict[str, Any]:
-    return as_plain(plan)
-
-
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     plan = plan_build(load_catalog(args.catalog), request_from_args(args))
     if console.json_mode:
-        console.json(describe_plan(plan))
+        console.json(as_plain(plan))
         return 0
     rows = [("image", plan.name), ("release", f"{plan.release} ({plan.family} {plan.os_version})"),
             ("arch", plan.arch), ("sites", ", ".join(plan.sites)),

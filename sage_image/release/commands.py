@@ -17,7 +17,7 @@ from ..catalog.model import as_plain
 from ..console import Console, format_seconds
 from ..errors import UsageError
 from .plan import ReleasePlan, SourceInputs, plan_release
-from .run import ReleaseOptions, default_jobs, layer_file, release_jobs, run_release
+from .run import ReleaseOptions, default_jobs, release_jobs, run_release
 from .scheduler import JobState, Scheduler
 
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), "amd64")
@@ -218,5 +218,3 @@ def _remove_unless_in_use(path: Path) -> bool:
             path.unlink(missing_ok=True)
     return True
 
-
-__all__ = ["register", "layer_file"]
