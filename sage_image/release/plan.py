@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..build.plan import parse_source_override
 from ..catalog import Catalog, did_you_mean
 from ..catalog.elements import element_dirs
 from ..errors import UsageError
@@ -80,8 +81,13 @@ class SourceInputs:
     stand_ins: bool = False
 
     def for_source(self, name: str) -> str | None:
-        return next((o.partition("=")[2] for o in self.overrides
-                     if o.partition("=")[0] == name), None)
+        """What identifies an overridden source's content: its pinned commit when the override
+        names one (where it was fetched from does not matter), else the location itself."""
+        for text in self.overrides:
+            override = parse_source_override(text)
+            if override.name == name:
+                return override.commit or override.url
+        return None
 
 
 def plan_release(catalog: Catalog, *, releases: tuple[str, ...] = (),

@@ -102,7 +102,8 @@ class Scheduler:
             job = self.jobs[job_id]
             if state.status != PENDING or not self._ready(job):
                 continue
-            if job.cached:
+            # A result is only reusable if nothing it depends on was redone in this run.
+            if job.cached and all(self.states[n].status == CACHED for n in job.needs):
                 self._set(job_id, CACHED, reason=job.cached, seconds=0.0)
             elif self._running(heavy=job.heavy) < (self.max_heavy if job.heavy else self.max_light):
                 self._start(job)

@@ -111,3 +111,14 @@ def test_each_build_gets_only_the_source_overrides_it_uses(tmp_path):
     assert "cc-snapshot=/srv/cc" in jobs["build:bookworm-base-amd64"]
     assert "waggle-node=/srv/vw" not in jobs["build:bookworm-base-amd64"]
     assert "waggle-node=/srv/vw" in jobs["build:bookworm-sage-amd64"]
+
+
+def test_where_a_pinned_override_was_fetched_from_does_not_change_the_layer():
+    from sage_image.release.plan import SourceInputs
+
+    def key(location):
+        plan = plan_release(CATALOG, releases=("bookworm",), variants=("sage",), arches=("amd64",),
+                            inputs=SourceInputs((f"waggle-node={location}@{'e' * 40}",)))
+        return plan.images[1].layer_key
+
+    assert key("/tmp/session-1/vw") == key("/tmp/session-2/vw")

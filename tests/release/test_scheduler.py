@@ -93,3 +93,10 @@ def test_the_live_display_sees_what_a_running_job_is_doing(tmp_path):
                           if states["build"].status == "running" else None)
     scheduler.run()
     assert "[00:01] image (bookworm/sage/amd64): dib:install.d" in seen
+
+
+def test_a_cached_result_is_redone_when_what_it_needs_was_redone(tmp_path):
+    jobs = [Job("build", sh("true")),  # rebuilt in this run ...
+            Job("test", sh(f"touch {tmp_path}/tested"), needs=("build",), cached="passed before")]
+    states = Scheduler(jobs, max_heavy=1, log_dir=tmp_path / "logs").run()
+    assert states["test"].status == "ok" and (tmp_path / "tested").exists()  # ... so tested again
