@@ -102,9 +102,16 @@ def run_release(out: Path, sources: dict[str, tuple[Path, str]], clouds_yaml: Pa
     for name, (repo, commit) in sources.items():
         args += ["--source", f"{name}={repo}@{commit}"]
     started = time.monotonic()
-    result = subprocess.run(args, capture_output=True, text=True, timeout=3600,
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=os.environ | {"OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
-    return ReleaseRun(out, result.returncode, result.stderr, time.monotonic() - started)
+    try:
+        _, stderr = proc.communicate(timeout=3600)
+    except BaseException:
+        # Interrupted (Ctrl-C, timeout): let the release stop its jobs and clean up first.
+        proc.terminate()
+        proc.wait(timeout=300)
+        raise
+    return ReleaseRun(out, proc.returncode, stderr, time.monotonic() - started)
 
 
 @pytest.fixture(scope="session")
