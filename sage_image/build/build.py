@@ -25,6 +25,7 @@ import diskimage_builder.version as dib_version
 
 from .. import __version__
 from ..errors import BuildError
+from ..folders import check_folder, make_folder
 from . import artifacts, devmapper, preflight
 from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
 from .plan import BuildPlan
@@ -69,7 +70,7 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
     out_dir = plan.out_dir
     with timer.phase("preflight", reporter):
         _preflight(plan, options)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir, option="--out")
     cache = SourceCache(options.cache_root)
     with timer.phase("sources", reporter):
         fetched = fetch_sources(plan.sources, cache, allow_stand_ins=options.allow_stand_ins,
@@ -104,6 +105,8 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
 
 def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
     preflight.check_root()
+    check_folder(plan.out_dir, option="--out")
+    check_folder(options.cache_root, option="--cache")
     preflight.check_tools()
     preflight.check_loop_devices()
     preflight.check_free_disk(plan, plan.out_dir, options.cache_root)

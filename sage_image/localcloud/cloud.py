@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
+from ..folders import make_folder
 from .servers import (
     READY_TIMEOUT,
     KeystoneAuth,
@@ -71,7 +72,7 @@ def start_cloud(root: Path, sites: Sequence[SiteSpec]) -> LocalCloud:
     _check_installed(("glance", "gunicorn") + (("keystone",) if any(s.keystone for s in sites)
                                                 else ()))
     root = root.resolve()
-    root.mkdir(parents=True, exist_ok=True)
+    make_folder(root, option="--dir")
     if (root / STATE_FILE).exists():
         raise LocalCloudError(f"{root} already has running local sites",
                               hint=f"run 'sage-image localcloud down --dir {root}' first")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..console import Console
+from ..folders import make_folder
 from .cloud import DEMO_CLOUDS, SiteSpec, load_cloud, start_cloud
 
 
@@ -36,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_up(args: argparse.Namespace, console: Console) -> int:
     plain = args.cloud or ([] if args.keystone_cloud else list(DEMO_CLOUDS))
     specs = [SiteSpec(c) for c in plain] + [SiteSpec(c, keystone=True) for c in args.keystone_cloud]
+    make_folder(args.dir, option="--dir")  # a bad --dir is refused before anything starts
     console.info(f"starting {len(specs)} local Glance site(s) in {args.dir} ...")
     cloud = start_cloud(args.dir, specs)
     if console.json_mode:

@@ -19,6 +19,7 @@ from ..catalog.commands import add_catalog_flag
 from ..catalog.model import load_catalog
 from ..console import Console
 from ..errors import SageImageError, UsageError
+from ..folders import make_folder, make_parent_folder
 from . import ci, report
 from .selection import add_selection_flags, selection_from_args
 
@@ -110,7 +111,7 @@ def cmd_github(args: argparse.Namespace, console: Console) -> int:
     if str(args.out) == "-":
         sys.stdout.write(text)
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    make_parent_folder(args.out, option="--out")
     args.out.write_text(text)
     secrets = sorted({n for p in plan.publishes for n in ci.secret_names(p.site)})
     if console.json_mode:
@@ -166,6 +167,7 @@ def _write_tree(out: Path, files: dict[str, str]) -> None:
             raise UsageError(f"{out} exists and was not written by `sage-image ci k8s`",
                              hint="choose another --out or remove it")
         shutil.rmtree(out)
+    make_folder(out, option="--out")
     for rel, text in files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +186,7 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
         raise UsageError(f"{args.release_dir / report.RELEASE_FILE}: unexpected content "
                          f"({type(exc).__name__}: {exc})") from exc
     out = args.out or args.release_dir
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, option="--out")
     page = report.render_html(result, generator=f"written by sage-image {__version__} report")
     (out / "report.html").write_text(page)
     (out / "report.json").write_text(

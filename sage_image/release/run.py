@@ -18,6 +18,7 @@ from typing import Any
 
 from ..catalog.model import as_plain
 from ..console import PROGRESS_LINES_ENV
+from ..folders import make_folder
 from .plan import ImageJob, ReleasePlan
 from .scheduler import Job, JobState, Scheduler
 
@@ -148,8 +149,8 @@ def _test_cached(out: Path) -> str | None:
 def run_release(plan: ReleasePlan, options: ReleaseOptions, *,
                 on_change: Any = lambda job, state: None,
                 on_tick: Any = lambda scheduler: None) -> dict[str, JobState]:
-    options.out_dir.mkdir(parents=True, exist_ok=True)
-    (options.cache_root / "layers").mkdir(parents=True, exist_ok=True)
+    make_folder(options.out_dir, option="--out")
+    make_folder(options.cache_root / "layers", option="--cache")
     started = _now()
     scheduler = Scheduler(release_jobs(plan, options), max_heavy=options.jobs,
                           log_dir=options.out_dir / "logs",

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..errors import UsageError
+from ..folders import make_folder
 from .model import (
     BEEHIVE_AMQPS_PORT,
     BEEHIVE_REGISTRATION_PORT,
@@ -407,7 +408,7 @@ def prepare_out(out: Path) -> None:
 
     for stale in ("nodes", "private"):
         shutil.rmtree(out / stale, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out, option="--out")
 
 
 def copy_key(src: Path, dest: Path) -> Path:
