@@ -23,7 +23,15 @@ from .plan import BuildPlan
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 HOOK_RE = re.compile(r"dib-run-parts Running \S*/([a-z-]+\.d)/(\S+)")
+HOOK_DONE_RE = re.compile(r"dib-run-parts (\S+) completed$")
+# The block-device step is DIB's Python package, not a hook: its logging lines name it
+# (`INFO diskimage_builder.block_device.level3.mount [-] Mounting ...`), and the module that
+# logged last before a failure (level3.mount) names the part that failed.
 BLOCK_RE = re.compile(r"diskimage_builder\.block_device")
+BLOCK_PART_RE = re.compile(r"diskimage_builder\.block_device\.level\d\.(\w+) ")
+BLOCK_ROLLBACK_RE = re.compile(r"diskimage_builder\.block_device\S* \[-\] Create failed; rollback")
+# A Python traceback frame (`  File "...", line N, in f`) and the source and caret lines under it.
+FRAME_RE = re.compile(r'^  File ".*", line \d+')
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \| ")
 LOG_TAIL = 30
 
@@ -163,7 +171,13 @@ def dib_command(plan: BuildPlan, paths: BuildPaths) -> list[str]:
 
 
 class DibLog:
-    """Writes DIB's output to the log file and tracks the phase and step it is in."""
+    """Writes DIB's output to the log file and tracks the phase and step it is in.
+
+    A step is a hook (``install.d/50-sage-docker``), DIB's own work between hooks ("after"
+    the hook that completed last) or the block-device step. ``tail`` holds the current step's
+    own last lines - never an earlier step's - with traceback frames left out (the log has
+    them), so a failure shows its error rather than the call stack or the previous hook.
+    """
 
     def __init__(self, log_file: Path, on_phase: Callable[[str], None],
                  clock: Callable[[], float]) -> None:
@@ -172,20 +186,53 @@ class DibLog:
         self.clock = clock
         self.tail: deque[str] = deque(maxlen=LOG_TAIL)
         self.step = "starting"
+        self.where = "before its first step"
         self.phase = "dib:prepare"
         self.phase_started = clock()
         self.phases: dict[str, float] = {}
+        self._in_frame = False
+        self._rolling_back = False
 
     def line(self, text: str) -> None:
         self.handle.write(text + "\n")
         message = TIMESTAMP_RE.sub("", text)
-        self.tail.append(message)
         hook = HOOK_RE.search(message)
+        done = HOOK_DONE_RE.search(message)
         if hook:
-            self.step = f"{hook.group(1)}/{hook.group(2)}"
+            self._start_step(f"{hook.group(1)}/{hook.group(2)}")
             self._enter(f"dib:{hook.group(1)}")
+        elif done and self.step.endswith("/" + done.group(1)):
+            # DIB's own work follows (unmounting, sizing the image) until the next step
+            self.where = f"after {self.step} completed"
         elif BLOCK_RE.search(message) and self.phase != "dib:prepare":
+            self._block_device_line(message)
             self._enter("dib:block-device")
+        self._keep(message)
+
+    def _block_device_line(self, message: str) -> None:
+        if not self.step.startswith("block-device"):
+            self._start_step("block-device")
+            self.where = "in the block-device step"
+        if BLOCK_ROLLBACK_RE.search(message):
+            self._rolling_back = True  # undo steps log too; they did not fail
+        part = BLOCK_PART_RE.search(message)
+        if part and not self._rolling_back:
+            self.step = f"block-device/{part.group(1)}"
+            self.where = f"in the block-device step ({part.group(1)})"
+
+    def _start_step(self, step: str) -> None:
+        self.step, self.where = step, f"in {step}"
+        self.tail.clear()
+        self._rolling_back = False
+
+    def _keep(self, message: str) -> None:
+        if FRAME_RE.match(message):
+            self._in_frame = True
+            return
+        if self._in_frame and message.startswith("    "):
+            return  # the frame's source line and caret marks
+        self._in_frame = False
+        self.tail.append(message)
 
     def _enter(self, phase: str) -> None:
         if phase == self.phase:
@@ -212,7 +259,7 @@ def run_dib(plan: BuildPlan, paths: BuildPaths, log_file: Path, *,
     finally:
         log.close()
     if code != 0:
-        raise BuildError(f"diskimage-builder failed in {log.step} (exit {code})",
+        raise BuildError(f"diskimage-builder failed {log.where} (exit {code})",
                          log_path=str(log_file), step=log.step, log_tail="\n".join(log.tail),
                          hint=f"the full log is {log_file}")
     return log.phases

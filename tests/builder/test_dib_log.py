@@ -46,3 +46,49 @@ def test_sudo_shim_resets_the_environment_like_sudo(tmp_path):
     assert f"PATH={tmp_path}:" in run_sudo_shim(tmp_path, "env")
     assert run_sudo_shim(tmp_path, "--", "echo", "ok").strip() == "ok"
     assert "FOO=1" in run_sudo_shim(tmp_path, "FOO=1", "env")
+
+
+# DIB 3.43's own lines for an arm64 build whose ESP mount failed (this machine's kernel has no
+# vfat), from the post-install hooks to the exit: the block-device step logs through Python's
+# logging, with two tracebacks (the logged one and the uncaught re-raise) and a rollback.
+BLOCK_DEVICE_FAILURE = Path(__file__).with_name("fixtures") / "dib-block-device-failure.log"
+
+
+def read_failure(tmp_path: Path) -> DibLog:
+    clock = iter(float(i) for i in range(1000)).__next__
+    phases: list[str] = []
+    log = DibLog(tmp_path / "build.log", phases.append, clock)
+    for line in BLOCK_DEVICE_FAILURE.read_text().splitlines():
+        log.line(line)
+    log.close()
+    assert phases == ["dib:post-install.d", "dib:block-device", "dib:done"]
+    return log
+
+
+def test_a_block_device_failure_names_that_step_not_the_last_hook(tmp_path):
+    log = read_failure(tmp_path)
+    # Not post-install.d/95-package-uninstalls, the last hook that ran (and completed).
+    assert log.step == "block-device/mount"
+    assert log.where == "in the block-device step (mount)"
+
+
+def test_a_block_device_failure_shows_its_own_last_lines(tmp_path):
+    tail = list(read_failure(tmp_path).tail)
+    text = "\n".join(tail)
+    assert "Calling [sudo mount /dev/mapper/loop2p1 " in text  # what it ran ...
+    errors = [line for line in tail if line.startswith("diskimage_builder.block_device.exception.")]
+    assert errors and errors[-1].endswith("unknown filesystem type 'vfat'.")  # ... and why
+    # Nothing from before the step (the hook, DIB's unmounting), and no traceback frames.
+    assert "Nothing to uninstall" not in text and "Calculating image size" not in text
+    assert '  File "' not in text and "node.create()" not in text and "^^^" not in text
+
+
+def test_work_between_hooks_is_named_after_the_hook_that_completed(tmp_path):
+    log = DibLog(tmp_path / "build.log", lambda phase: None, iter(range(100)).__next__)
+    for line in BLOCK_DEVICE_FAILURE.read_text().splitlines()[:27]:  # up to "Calculating ..."
+        log.line(line)
+    log.close()
+    assert log.where == "after post-install.d/95-package-uninstalls completed"
+    tail = list(log.tail)
+    assert tail[0].endswith("post-install.d/95-package-uninstalls") and "Nothing to install" not in tail
+    assert tail[-1].startswith("Calculating image size")
