@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Boot the image (copy-on-write overlay; the image is never modified) with "
                     "an OpenStack config drive, log in as cc with a throw-away key, run the "
                     "variant's checks, and write test-results.json into the output folder "
-                    "(publish refuses an image without a pass). Exit 0 only if all pass.",
+                    "(publish refuses an image without a pass of every check of its variant: "
+                    "a run with --checks or --keep-running does not count). Exit 0 only if "
+                    "all pass.",
         example="sage-image test out/bookworm-sage --junit out/bookworm-sage/junit.xml")
     p.add_argument("path", type=Path, metavar="PATH_OR_OUTPUT_DIR",
                    help="a build output folder (manifest.json) or an image file")
@@ -118,6 +120,10 @@ def _show_report(console: Console, report: TestReport, args: argparse.Namespace)
                    "passed)")
     if report.error:
         console.warn(f"the guest could not be tested: {report.error}")
+    if report.restricted_by:
+        console.warn(f"this run does not qualify for publishing ({', '.join(report.restricted_by)})"
+                     f": publish needs a pass of every check of the variant; run "
+                     f"'sage-image test {args.path}' without those options")
     for log in report.logs:
         console.info(f"kept log: {log}")
     if args.junit:

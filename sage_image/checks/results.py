@@ -1,7 +1,8 @@
 """A test run's results: test-results.json (read by publish), JUnit XML (CI), a summary table.
 
-test-results.json follows docs/manifest.md; publish trusts an image only if `passed` is true
-and `tested_sha512` matches the manifest.
+test-results.json follows docs/manifest.md; publish trusts an image only if the run
+`qualifies_for_publish` (every check passed, none left out by --checks, no --keep-running) and
+`tested_sha512` is the bytes it uploads (or recorded as the same disk in the manifest).
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ class TestReport:
     finished: str
     error: str | None = None  # why the guest could not be tested at all (boot failure)
     logs: tuple[str, ...] = ()
+    # The options that make this run not count for publishing ("--checks ssh-login",
+    # "--keep-running"): a pass of a chosen subset, or of a VM a user could log in to and
+    # change while it ran, is not a pass of the image.
+    restricted_by: tuple[str, ...] = ()
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -40,13 +45,19 @@ class TestReport:
     def passed(self) -> bool:
         return self.error is None and bool(self.checks) and all(c.passed for c in self.checks)
 
+    @property
+    def qualifies_for_publish(self) -> bool:
+        return self.passed and not self.restricted_by
+
     def failed(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": 1, "name": self.name, "tested_file": self.tested_file,
-            "tested_sha512": self.tested_sha512, "passed": self.passed, "mode": self.mode,
+            "tested_sha512": self.tested_sha512, "passed": self.passed,
+            "qualifies_for_publish": self.qualifies_for_publish,
+            "restricted_by": list(self.restricted_by), "mode": self.mode,
             "accel": self.accel,
             "checks": [{"name": c.name, "passed": c.passed, "seconds": c.seconds,
                         "reason": c.reason} for c in self.checks],

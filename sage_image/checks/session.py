@@ -84,10 +84,25 @@ def test_image(request: TestRequest, events: Events = Events()) -> TestReport:
         with Machine(spec, workdir) as vm:
             events.phase(f"booting ({spec.mode}, {spec.accel}) - ssh on 127.0.0.1:{vm.port}")
             report = _boot_and_check(request, image, checks, vm, target, meta, workdir, events)
-        report = replace(report, tested_sha512=sha512, started=started, finished=_now())
+        report = replace(report, tested_sha512=sha512, started=started, finished=_now(),
+                         restricted_by=publish_restrictions(request, image,
+                                                            keep_running=events.hold is not None))
         return _write(request, image, report)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def publish_restrictions(request: TestRequest, image: ImageUnderTest, *,
+                         keep_running: bool) -> tuple[str, ...]:
+    """The options given that make the run not count for publishing (see TestReport)."""
+    restricted = []
+    if request.checks:
+        restricted.append(f"--checks {','.join(request.checks)}")
+    if keep_running:
+        restricted.append("--keep-running")
+    if request.variant and image.manifest and request.variant != image.manifest.get("variant"):
+        restricted.append(f"--variant {request.variant}")
+    return tuple(restricted)
 
 
 def _checks_for(request: TestRequest, image: ImageUnderTest) -> tuple[CheckDef, ...]:

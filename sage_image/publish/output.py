@@ -31,7 +31,7 @@ class ImageFile:
 
 @dataclass(frozen=True)
 class TestStatus:
-    """Whether `sage-image test` passed for exactly these bytes."""
+    """Whether `sage-image test` passed, in full, for exactly these bytes."""
 
     passed: bool
     reason: str  # why publish refuses, or "" when it may go ahead
@@ -82,7 +82,8 @@ def load_output(root: Path) -> BuildOutput:
             root=root, name=m["name"], release=m["release"], variant=m["variant"],
             arch=m["arch"], family=m["family"], os_version=str(m["os_version"]),
             properties=MappingProxyType({str(k): str(v) for k, v in m["properties"].items()}),
-            files=MappingProxyType(files), test=read_test_status(root, m["name"], files),
+            files=MappingProxyType(files),
+            test=read_test_status(root, m["name"], files, required=tuple(m.get("checks") or ())),
             raw=MappingProxyType(m))
     except KeyError as exc:
         raise UsageError(f"{path}: missing key {exc}", hint="see docs/manifest.md") from exc
@@ -94,18 +95,35 @@ def _image_file(root: Path, fmt: str, f: Mapping[str, Any]) -> ImageFile:
                      sha256=f.get("sha256", ""))
 
 
-def read_test_status(root: Path, name: str, files: Mapping[str, ImageFile]) -> TestStatus:
+def read_test_status(root: Path, name: str, files: Mapping[str, ImageFile], *,
+                     required: tuple[str, ...]) -> TestStatus:
     path = root / TEST_RESULTS
     if not path.exists():
         return TestStatus(False, f"no {TEST_RESULTS} in {root} (run 'sage-image test {root}')")
-    r = _read_json(path)
+    return publish_gate(_read_json(path), where=str(path), name=name, files=files,
+                       required=required, rerun=f"sage-image test {root}")
+
+
+def publish_gate(r: Mapping[str, Any], *, where: str, name: str, files: Mapping[str, ImageFile],
+                required: tuple[str, ...], rerun: str) -> TestStatus:
+    """The publish gate: a full, passing run (every check in `required`, the variant's checks
+    the manifest records) of bytes that are this build's."""
     if r.get("name") != name:
-        return TestStatus(False, f"{path} is for {r.get('name')!r}, not {name!r}")
+        return TestStatus(False, f"{where} is for {r.get('name')!r}, not {name!r}")
     if r.get("tested_sha512") not in {f.sha512 for f in files.values()}:
-        return TestStatus(False, f"{path} tested other bytes than this build (re-run the test)")
+        return TestStatus(False, f"{where} tested other bytes than this build (re-run the test)")
     if r.get("passed") is not True:
         failed = [c.get("name", "?") for c in r.get("checks", []) if not c.get("passed")]
         return TestStatus(False, f"the boot test failed ({', '.join(failed) or 'no checks'})")
+    if r.get("qualifies_for_publish") is not True:
+        why = ", ".join(r.get("restricted_by") or ()) or "written by an older sage-image"
+        return TestStatus(False, f"the passing test run does not qualify for publishing ({why});"
+                                 f" run '{rerun}'")
+    passed = {c.get("name") for c in r.get("checks", []) if c.get("passed") is True}
+    missing = [c for c in required if c not in passed]
+    if missing:
+        return TestStatus(False, f"the test run did not pass every check of the variant "
+                                 f"(missing: {', '.join(missing)}); run '{rerun}'")
     return TestStatus(True, "")
 
 

@@ -18,7 +18,9 @@ from typing import Any
 
 from ..catalog.model import as_plain
 from ..console import PROGRESS_LINES_ENV
+from ..errors import UsageError
 from ..folders import make_folder
+from ..publish.output import load_output
 from .plan import ImageJob, ReleasePlan
 from .scheduler import Job, JobState, Scheduler
 
@@ -135,15 +137,12 @@ def _test_job(image: ImageJob, options: ReleaseOptions) -> Job:
 
 
 def _test_cached(out: Path) -> str | None:
+    """Reuse a test only if publish would accept it (a full pass of these bytes)."""
     try:
-        results = json.loads((out / "test-results.json").read_text())
-        manifest = json.loads((out / "manifest.json").read_text())
-    except (OSError, ValueError):
+        passed = load_output(out).test.passed
+    except UsageError:  # no build yet, or a manifest we cannot read: test again
         return None
-    tested = manifest["files"].get(Path(results.get("tested_file", "")).suffix.lstrip("."), {})
-    if results.get("passed") and results.get("tested_sha512") == tested.get("sha512"):
-        return "passed on these exact bytes"
-    return None
+    return "passed on these exact bytes" if passed else None
 
 
 def run_release(plan: ReleasePlan, options: ReleaseOptions, *,

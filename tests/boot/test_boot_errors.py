@@ -134,3 +134,17 @@ def test_parallel_tests_use_separate_ports_and_overlays(tiny, workbase: Path,
         report = json.loads(out)
         ports.add(report["error"].split("127.0.0.1:")[1].split()[0])
     assert len(ports) == 2
+
+
+def test_a_run_with_chosen_checks_says_it_does_not_qualify_for_publishing(
+        tiny, workbase: Path, tmp_path: Path, capsys) -> None:
+    image = tmp_path / "partial.raw"
+    image.write_bytes(tiny("unbootable").read_bytes())
+    code = main(["test", str(image), "--checks", "ssh-login", "--firmware", "--accel", "tcg",
+                 "--boot-timeout", "4"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "this run does not qualify for publishing (--checks ssh-login)" in err
+    results = json.loads((tmp_path / "partial.raw.test-results.json").read_text())
+    assert results["qualifies_for_publish"] is False
+    assert results["restricted_by"] == ["--checks ssh-login"]

@@ -127,6 +127,25 @@ def test_untested_image_refused_unless_flagged(clouds_env, make_build, image_nam
     assert production("chi-uc", image_name).properties["sage-image-untested"] == "true"
 
 
+@pytest.mark.parametrize("checks,restricted_by", [
+    (("ssh-login",), ("--checks ssh-login",)),
+    (("ssh-login", "hostname", "sudo"), ("--keep-running",)),
+], ids=["--checks", "--keep-running"])
+def test_a_partial_test_run_does_not_count(clouds_env, make_build, image_name, cli, checks,
+                                           restricted_by):
+    # test-results.json as `sage-image test OUT --checks ssh-login` (or --keep-running)
+    # writes it: passed, but not a test of the image as publish means it.
+    out = make_build(image_name, tested=None)
+    make_build.write_results(out, passed=True, checks=checks, restricted_by=restricted_by)
+    run = cli("publish", out, "--sites", "CHI@UC")
+    assert run.code == 2, run.err
+    assert f"does not qualify for publishing ({restricted_by[0]})" in run.err
+    assert f"run 'sage-image test {out}'" in run.err
+    assert images("chi-uc", image_name) == []
+    make_build.write_results(out, passed=True)  # the full run
+    assert cli("publish", out, "--sites", "CHI@UC").code == 0
+
+
 def test_two_production_images_refused(clouds_env, make_build, image_name, cli):
     conn = openstack.connect(cloud="chi-tacc")
     dupes = [create_image(conn, name=image_name, disk_format="qcow2", properties={})
