@@ -56,6 +56,7 @@ def test_good_image_passes_every_check(built_sage: Path) -> None:
     results = json.loads((built_sage / "test-results.json").read_text())
     failed = {c["name"]: c["reason"] for c in results["checks"] if not c["passed"]}
     assert results["passed"] is True and failed == {}, (failed, results.get("error"))
+    assert results["qualifies_for_publish"] is True and results["restricted_by"] == []
     assert tuple(c["name"] for c in results["checks"]) == SAGE_CHECKS
     manifest = json.loads((built_sage / "manifest.json").read_text())
     assert results["tested_sha512"] in {f["sha512"] for f in manifest["files"].values()}
@@ -173,6 +174,7 @@ def test_broken_image_fails_each_check_with_its_reason(broken_sage: Path) -> Non
     proc = sage_image("test", str(broken_sage), "--json", "--checks", names)
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
+    assert report["restricted_by"] == [f"--checks {names}"]  # chosen checks: not for publish
     reasons = {c["name"]: c["reason"] for c in report["checks"]}
     assert reasons.pop("ssh-login") is None  # the one check this image does not break
     wrong = {name: reasons.get(name) for name, expected in EXPECTED_FAILURES.items()
