@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from ..errors import BuildError
 from ..runner import run
 from .plan import BuildPlan
 
@@ -19,26 +20,52 @@ def produce_files(raw: Path, plan: BuildPlan, out_dir: Path) -> dict[str, dict[s
     """Write the image in each format its target sites want, described with checksums.
 
     The raw file is hashed on one core while qemu-img compresses the qcow2 on the other:
-    both read the same bytes, so the page cache serves the second reader."""
+    both read the same bytes, so the page cache serves the second reader. When both formats
+    are written, the qcow2 is proved to hold the raw's disk (`qemu-img compare`) and records
+    it as `same_disk_as` the raw's sha512: the boot test boots the raw, bare-metal sites get
+    the qcow2, and publish accepts a test of one for the other only with that proof."""
     raw_target = out_dir / f"{plan.name}.raw" if "raw" in plan.formats else None
     if raw_target:
         move_sparse(raw, raw_target)
     source = raw_target or raw
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=3) as pool:
         raw_entry = pool.submit(describe_file, raw_target, "raw", plan, out_dir) if raw_target \
             else None
-        qcow2_entry = None
+        qcow2_entry = same = None
         if "qcow2" in plan.formats:
             qcow2 = convert_qcow2(source, plan, out_dir)
             qcow2_entry = pool.submit(describe_file, qcow2, "qcow2", plan, out_dir)
+            if raw_target:
+                same = pool.submit(prove_same_disk, raw_target, qcow2)
         described = {}
         if qcow2_entry:
             described["qcow2"] = qcow2_entry.result()
         if raw_entry:
             described["raw"] = raw_entry.result()
+        if same:
+            same.result()
+            _check_sizes_match(described)
+            described["qcow2"]["same_disk_as"] = described["raw"]["sha512"]
     if not raw_target:
         raw.unlink(missing_ok=True)
     return described
+
+
+def prove_same_disk(raw: Path, qcow2: Path) -> None:
+    """BuildError unless the guest sees the same bytes in both (qemu-img compare: 0 = same,
+    1 = different, 2 = could not tell)."""
+    proc = run(["qemu-img", "compare", "-f", "raw", "-F", "qcow2", raw, qcow2], check=False)
+    if proc.returncode != 0:
+        detail = (proc.stdout + proc.stderr).strip().splitlines()[-1:] or ["no output"]
+        raise BuildError(f"{qcow2.name} does not hold the same disk as {raw.name}: {detail[0]}",
+                         hint="the conversion went wrong; rebuild (and check free disk space)")
+
+
+def _check_sizes_match(described: dict[str, dict[str, Any]]) -> None:
+    # compare alone accepts a larger image whose extra part reads as zeros; a disk is its size too
+    sizes = {fmt: entry["virtual_size"] for fmt, entry in described.items()}
+    if len(set(sizes.values())) > 1:
+        raise BuildError(f"the image files differ in virtual size: {sizes}")
 
 
 def convert_qcow2(source: Path, plan: BuildPlan, out_dir: Path) -> Path:

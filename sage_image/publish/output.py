@@ -27,14 +27,29 @@ class ImageFile:
     sha512: str
     md5: str
     sha256: str
+    # sha512 of another file of this build that `qemu-img compare` found to hold the same disk
+    # (a qcow2 converted from the raw), so a test of either is a test of both.
+    same_disk_as: str | None = None
 
 
 @dataclass(frozen=True)
 class TestStatus:
-    """Whether `sage-image test` passed, in full, for exactly these bytes."""
+    """Whether `sage-image test` passed, in full, for these bytes - and which files they are."""
 
     passed: bool
     reason: str  # why publish refuses, or "" when it may go ahead
+    # The formats whose file is the tested disk: the tested file itself, and any file the
+    # build proved identical to it. Publishing another format is publishing untested bytes.
+    formats: frozenset[str] = frozenset()
+
+    def refusal(self, disk_format: str) -> str:
+        """Why a site that takes `disk_format` must not get this build ('' if it may)."""
+        if not self.passed:
+            return self.reason
+        if disk_format not in self.formats:
+            return (f"the {disk_format} file is not the tested one, and the manifest does not "
+                    f"record it as the same disk (tested: {', '.join(sorted(self.formats))})")
+        return ""
 
 
 @dataclass(frozen=True)
@@ -92,7 +107,7 @@ def load_output(root: Path) -> BuildOutput:
 def _image_file(root: Path, fmt: str, f: Mapping[str, Any]) -> ImageFile:
     return ImageFile(disk_format=f.get("disk_format", fmt), path=root / f["path"],
                      size=int(f["size"]), sha512=f["sha512"], md5=f.get("md5", ""),
-                     sha256=f.get("sha256", ""))
+                     sha256=f.get("sha256", ""), same_disk_as=f.get("same_disk_as"))
 
 
 def read_test_status(root: Path, name: str, files: Mapping[str, ImageFile], *,
@@ -124,7 +139,17 @@ def publish_gate(r: Mapping[str, Any], *, where: str, name: str, files: Mapping[
     if missing:
         return TestStatus(False, f"the test run did not pass every check of the variant "
                                  f"(missing: {', '.join(missing)}); run '{rerun}'")
-    return TestStatus(True, "")
+    return TestStatus(True, "", frozenset(tested_formats(str(r["tested_sha512"]), files)))
+
+
+def tested_formats(tested_sha512: str, files: Mapping[str, ImageFile]) -> set[str]:
+    """The formats whose file is the tested disk: the tested file, and files recorded (in
+    either direction) as the same disk as it."""
+    shas = {tested_sha512}
+    for f in files.values():
+        if f.sha512 == tested_sha512 and f.same_disk_as:
+            shas.add(f.same_disk_as)
+    return {fmt for fmt, f in files.items() if f.sha512 in shas or f.same_disk_as in shas}
 
 
 def write_published(root: Path, results: Mapping[str, Mapping[str, Any]]) -> Path:

@@ -45,13 +45,18 @@ class Planned:
 def prepare(catalog: Catalog, request: PublishRequest) -> tuple[BuildOutput, list[SiteTarget]]:
     """Everything that can be checked before any site is contacted (bad input -> exit 2)."""
     output = load_output(request.output_dir)
-    if not output.test.passed and not request.untested:
-        raise UsageError(f"refusing to publish {output.name}: {output.test.reason}",
-                         hint="pass --untested to publish anyway (the image is then marked "
-                              "sage-image-untested=true)")
     default = tuple(output.raw.get("sites") or ())
     sites = select_sites(catalog, request.sites, all_sites=request.all_sites, default=default)
-    return output, resolve_targets(catalog, sites)
+    targets = resolve_targets(catalog, sites)
+    if not request.untested:
+        # Every site gets tested bytes, or none is contacted.
+        for target in targets:
+            reason = output.test.refusal(target.disk_format)
+            if reason:
+                raise UsageError(f"refusing to publish {output.name} to {target.name}: {reason}",
+                                 hint="pass --untested to publish anyway (the image is then "
+                                      "marked sage-image-untested=true)")
+    return output, targets
 
 
 def plan_all(catalog: Catalog, request: PublishRequest, output: BuildOutput,

@@ -157,3 +157,23 @@ def test_accel_choice(tmp_path: Path) -> None:
     fake = tmp_path / "vmlinuz"
     fake.write_bytes(b"nope")
     assert probe_kvm(qemu="qemu-system-x86_64", kernel=fake, seconds=10) is False
+
+
+@pytest.mark.parametrize("formats,booted", [(("qcow2",), "qcow2"), (("qcow2", "raw"), "raw")])
+def test_the_test_boots_the_qcow2_when_the_build_made_only_that(tmp_path: Path, formats,
+                                                                booted) -> None:
+    # A single bare-metal site: the build writes only the qcow2, the file publish uploads - so
+    # the boot test must boot that file (with both, it boots the raw; the build proves the
+    # qcow2 is the same disk, see tests/builder/test_formats.py).
+    from sage_image.boot.image import resolve_image
+
+    files = {}
+    for fmt in formats:
+        path = tmp_path / f"Img.{fmt}"
+        subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), "4M"], check=True)
+        files[fmt] = {"path": path.name, "disk_format": fmt}
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"schema": 1, "name": "Img", "variant": "base", "files": files}))
+    image = resolve_image(tmp_path)
+    assert image.disk.format == booted and image.tested_file == f"Img.{booted}"
+    assert image.disk.path == tmp_path / f"Img.{booted}"  # what QEMU's overlay is backed by

@@ -77,7 +77,9 @@ class BuildFactory:
     def __call__(self, name: str, *, timestamp: int = 1_700_000_000, size_mb: int = 4,
                  tested: bool | None = True, arch: str = "amd64",
                  sites: tuple[str, ...] = SITES, formats: tuple[str, ...] = ("qcow2", "raw"),
-                 ) -> Path:
+                 same_disk: bool = True) -> Path:
+        """`same_disk`: record the qcow2 as the same disk as the raw, as a build does after
+        `qemu-img compare` (False: a manifest without that proof)."""
         out = self.root / f"{name}-{timestamp}-{uuid.uuid4().hex[:6]}"
         out.mkdir(parents=True)
         raw = out / f"{name}.raw"
@@ -89,6 +91,8 @@ class BuildFactory:
             subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", raw, qcow2], check=True)
         files = {fmt: self._file(out, path, fmt) for fmt, path in (("qcow2", qcow2), ("raw", raw))
                  if fmt in formats}
+        if same_disk and {"qcow2", "raw"} <= set(files):
+            files["qcow2"]["same_disk_as"] = files["raw"]["sha512"]
         props = {"build-variant": "sage", "build-distro": "debian", "build-release": "bookworm",
                  "build-arch": arch, "build-repo": "https://example.invalid/sage-image-builder",
                  "build-repo-commit": uuid.uuid4().hex * 1, "build-timestamp": str(timestamp),
@@ -123,8 +127,10 @@ class BuildFactory:
         """test-results.json as `sage-image test` writes it (a partial run: `checks` and
         `restricted_by` as given by --checks / --keep-running)."""
         manifest = json.loads((out / "manifest.json").read_text())
-        results = {"schema": 1, "name": manifest["name"], "tested_file": "x.qcow2",
-                   "tested_sha512": next(iter(manifest["files"].values()))["sha512"],
+        # the test boots the raw when there is one (boot/image.py), else the qcow2
+        tested = manifest["files"].get("raw") or manifest["files"]["qcow2"]
+        results = {"schema": 1, "name": manifest["name"], "tested_file": tested["path"],
+                   "tested_sha512": tested["sha512"],
                    "passed": passed, "qualifies_for_publish": passed and not restricted_by,
                    "restricted_by": list(restricted_by), "mode": "direct", "accel": "tcg",
                    # a failed run: ssh-login timed out (the others passed, to keep it short)

@@ -146,6 +146,28 @@ def test_a_partial_test_run_does_not_count(clouds_env, make_build, image_name, c
     assert cli("publish", out, "--sites", "CHI@UC").code == 0
 
 
+def test_a_format_not_proved_to_be_the_tested_disk_is_refused(clouds_env, make_build,
+                                                              image_name, cli):
+    # The test booted the raw; bare-metal sites take the qcow2. Without the build's record
+    # that the qcow2 holds the same disk, that is publishing untested bytes.
+    out = make_build(image_name, same_disk=False)
+    run = cli("publish", out, "--sites", "CHI@UC,KVM@TACC")
+    assert run.code == 2, run.err
+    assert "refusing to publish" in run.err and "to CHI@UC: the qcow2 file is not the tested" in run.err
+    assert images("chi-uc", image_name) == [] and images("kvm-tacc", image_name) == []
+    assert cli("publish", out, "--sites", "KVM@TACC").code == 0  # the raw is what was tested
+    proved = make_build(image_name, timestamp=1_700_086_400)  # with the build's proof
+    assert cli("publish", proved, "--sites", "CHI@UC").code == 0
+
+
+def test_a_qcow2_only_build_is_published_as_tested(clouds_env, make_build, image_name, cli):
+    out = make_build(image_name, formats=("qcow2",), sites=("CHI@UC",))
+    assert json.loads((out / "test-results.json").read_text())["tested_file"].endswith(".qcow2")
+    run = cli("publish", out, "--sites", "CHI@UC")
+    assert run.code == 0, run.err
+    assert production("chi-uc", image_name).sha512 == manifest(out)["files"]["qcow2"]["sha512"]
+
+
 def test_two_production_images_refused(clouds_env, make_build, image_name, cli):
     conn = openstack.connect(cloud="chi-tacc")
     dupes = [create_image(conn, name=image_name, disk_format="qcow2", properties={})
