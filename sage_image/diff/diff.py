@@ -60,7 +60,7 @@ class ManifestDiff:
         return out
 
     def summary(self) -> str:
-        """One line: '12 packages added, 3 upgraded; 1 source re-pinned; kernel changed'."""
+        """One line: 'packages: 12 added, 3 upgraded; source: 1 re-pinned; kernel changed'."""
         if not self.changes:
             return "no changes"
         nouns = {"package": "package", "python": "Python package", "source": "source",
@@ -72,7 +72,7 @@ class ManifestDiff:
                 continue
             n = sum(kinds.values())
             noun = nouns[section] + ("s" if n != 1 else "")
-            parts.append(f"{noun}: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
+            parts.append(f"{noun}: " + ", ".join(f"{v} {k}" for k, v in kinds.items()))
         return "; ".join(parts)
 
     def as_json(self) -> dict[str, Any]:

@@ -230,7 +230,7 @@ def test_whats_new_against_the_replaced_image(release_dir: Path) -> None:
     result = report.build_report(report.load_release(release_dir), formats())
     row = next(r for r in result.rows if r.key == "bookworm-sage-amd64")
     cells = {c.site: c for c in row.cells}
-    assert cells["CHI@UC"].whats_new == "packages: added 1, upgraded 1"
+    assert cells["CHI@UC"].whats_new == "packages: 1 added, 1 upgraded"
     assert ("package", "docker.io", "upgraded", "20.10.5+dfsg1-1", "20.10.24+dfsg1-1") \
         in cells["CHI@UC"].changes
     assert cells["KVM@TACC"].whats_new == "the first version at this site"
