@@ -86,7 +86,8 @@ def summary_from_properties(props: Mapping[str, str], *, where: str) -> dict[str
     if PROP_CHUNKS not in props:
         raise RecordError(f"{where} has no recorded manifest summary (published by an older "
                           "sage-image, or the summary was too large to store)",
-                          hint="re-publish that image with this sage-image to record one")
+                          hint="images published by this sage-image carry one; compare two "
+                               "build folders meanwhile: sage-image diff A B")
     try:
         count = int(props[PROP_CHUNKS])
         packed = "".join(props[f"{CHUNK_PREFIX}{i:02d}"] for i in range(count))
