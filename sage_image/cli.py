@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "sage_image.checks.commands",
     "sage_image.vw.commands",
     "sage_image.publish.commands",
+    "sage_image.diff.commands",
     "sage_image.release.commands",
     "sage_image.release.ci_commands",
     "sage_image.localcloud.commands",

@@ -115,7 +115,16 @@ def describe_file(path: Path, disk_format: str, plan: BuildPlan, out_dir: Path) 
 
 def installed_packages(dpkg_status: Path) -> dict[str, str]:
     """name -> version of every installed package, from a dpkg status database."""
-    packages: dict[str, str] = {}
+    return {name: version for name, (version, _) in _installed(dpkg_status).items()}
+
+
+def package_architectures(dpkg_status: Path) -> dict[str, str]:
+    """name -> architecture (amd64, all ...) of every installed package (for the SBOM's purls)."""
+    return {name: arch for name, (_, arch) in _installed(dpkg_status).items()}
+
+
+def _installed(dpkg_status: Path) -> dict[str, tuple[str, str]]:
+    packages: dict[str, tuple[str, str]] = {}
     for stanza in dpkg_status.read_text(errors="replace").split("\n\n"):
         fields: dict[str, str] = {}
         for line in stanza.splitlines():
@@ -123,7 +132,8 @@ def installed_packages(dpkg_status: Path) -> dict[str, str]:
             if sep and not line.startswith(" "):
                 fields[key] = value.strip()
         if fields.get("Status", "").endswith(" installed") and "Package" in fields:
-            packages[fields["Package"]] = fields.get("Version", "")
+            packages[fields["Package"]] = (fields.get("Version", ""),
+                                           fields.get("Architecture", ""))
     return dict(sorted(packages.items()))
 
 

@@ -26,7 +26,7 @@ import diskimage_builder.version as dib_version
 from .. import __version__
 from ..errors import BuildError
 from ..folders import check_folder, make_folder
-from . import artifacts, devmapper, preflight
+from . import artifacts, devmapper, preflight, sbom
 from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
 from .plan import BuildPlan
 from .sources import FetchedSource, SourceCache, export_sources, fetch_sources
@@ -89,6 +89,8 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
                                  clock=time.monotonic)
             timer.phases.update({k: round(v, 2) for k, v in dib_phases.items()})
             packages = artifacts.installed_packages(paths.artifacts / "dpkg-status")
+            installed = {"packages": packages, "package_arch": artifacts.package_architectures(
+                paths.artifacts / "dpkg-status"), "kernel_version": _kernel_version(paths)}
             described: dict[str, Any] = {}
             if not plan.layer_only:
                 with timer.phase("formats", reporter):
@@ -98,9 +100,19 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
         except BaseException:
             _remove_outputs(plan)
             raise
-    manifest = _manifest(plan, fetched, properties, described, packages, timer.phases)
+    manifest = _manifest(plan, fetched, properties, described, installed, timer.phases)
+    # The SBOM describes the manifest (files, packages, sources); the manifest then records the
+    # SBOM's sha256. Written last, so a manifest never names an SBOM that is not there.
+    manifest["sbom"] = sbom.write_sbom(manifest, out_dir)
     artifacts.write_json(out_dir / MANIFEST, manifest)
     return manifest
+
+
+def _kernel_version(paths: BuildPaths) -> str | None:
+    version = paths.artifacts / "boot" / "version"
+    if not version.exists():
+        return None
+    return version.read_text().strip() or None
 
 
 def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
@@ -124,7 +136,7 @@ def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> di
 
 def _remove_outputs(plan: BuildPlan) -> None:
     """Drop a previous or half-written image, manifest and boot files (never the log)."""
-    for suffix in (".qcow2", ".raw", ".qcow2.part"):
+    for suffix in (".qcow2", ".raw", ".qcow2.part", ".cdx.json"):
         (plan.out_dir / f"{plan.name}{suffix}").unlink(missing_ok=True)
     (plan.out_dir / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(plan.out_dir / "boot", ignore_errors=True)
@@ -138,7 +150,7 @@ def _copy_boot_files(paths: BuildPaths, out_dir: Path) -> None:
 
 
 def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: dict[str, str],
-              files: dict[str, Any], packages: dict[str, str],
+              files: dict[str, Any], installed: dict[str, Any],
               phases: dict[str, float]) -> dict[str, Any]:
     return {
         "schema": 1, "name": plan.name, "release": plan.release, "variant": plan.variant,
@@ -150,11 +162,12 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
         "builder_version": __version__, "properties": properties, "files": files,
         "boot": {"kernel": "boot/vmlinuz", "initrd": "boot/initrd.img",
                  "root": plan.boot_cmdline.split()[0].removeprefix("root="),
-                 "cmdline": plan.boot_cmdline},
+                 "cmdline": plan.boot_cmdline, "kernel_version": installed["kernel_version"]},
         "layer": {"only": plan.layer_only,
                   "from": str(plan.from_layer) if plan.from_layer else None,
                   "saved": str(plan.save_layer) if plan.save_layer else None},
-        "checks": list(plan.checks), "packages": packages, "phases": phases,
+        "checks": list(plan.checks), "packages": installed["packages"],
+        "package_arch": installed["package_arch"], "phases": phases,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -155,6 +155,7 @@ def report_build(console: Console, plan: BuildPlan, manifest: dict[str, Any],
                    for fmt, f in manifest["files"].items()])
     if manifest["stand_ins"]:
         console.warn(f"built with STAND-IN sources: {', '.join(manifest['stand_ins'])}")
+    sbom = (manifest.get("sbom") or {}).get("path")
     console.info(f"built {plan.name} in {format_seconds(elapsed)}; manifest {out / 'manifest.json'}"
-                 f", log {out / 'build.log'}")
+                 + (f", SBOM {out / sbom}" if sbom else "") + f", log {out / 'build.log'}")
     return 0

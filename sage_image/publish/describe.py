@@ -19,6 +19,7 @@ from .output import BuildOutput, load_output, read_published
 KEY_PACKAGES = ("docker.io", "docker-ce", "docker-compose", "docker-compose-v2", "containerd",
                 "cloud-init", "openssh-server", "python3", "git", "nvidia-driver",
                 "cuda-toolkit-12-4")
+MAX_CHANGE_ROWS = 60  # the full list is in appliance.json and `sage-image diff`
 COMMANDS = {
     "waggle-node": "`virtual-waggle up` / `down` / `logs` / `report` / `build DIR` / `run IMAGE`",
     "beehive-server": "`beehive-server deploy` (data in `$BEEHIVE_ROOT`, /var/lib/beehive)",
@@ -56,11 +57,59 @@ def describe(output: BuildOutput) -> dict[str, Any]:
         "packages": packages,
         "sites": {site: {"image_id": p.get("image_id"), "name": p.get("name")}
                   for site, p in sorted(published.items())},
+        "whats_new": whats_new(published),
         "keywords": ["sage", "waggle", "virtual-waggle", "beehive", "docker", output.family],
     }
     doc.update({appliance_id_key(site): p.get("image_id") for site, p in published.items()})
     doc["documentation"] = render_markdown(doc)
     return doc
+
+
+def whats_new(published: Mapping[str, Any]) -> dict[str, Any]:
+    """Per site: the changes against the image this build replaced there (publish records them
+    in published.json), or that it is the first version there."""
+    out: dict[str, Any] = {}
+    for site, entry in sorted(published.items()):
+        if "previous" not in entry:
+            continue  # published by a sage-image that did not record it
+        previous = entry["previous"]
+        if previous is None:
+            out[site] = {"first": True, "summary": "the first version at this site"}
+        elif "changes" not in previous:
+            out[site] = {"replaced": previous.get("image_id"),
+                         "summary": previous.get("error", "changes unknown")}
+        else:
+            changes = previous["changes"]
+            out[site] = {"replaced": previous.get("image_id"),
+                         "replaced_version": previous.get("build_tag"),
+                         "summary": changes.get("summary", ""), "changes": changes.get("changes", {})}
+    return out
+
+
+def _whats_new_lines(news: Mapping[str, Any]) -> list[str]:
+    if not news:
+        return ["Not published yet: `sage-image diff OUT --site SITE` compares this build with "
+                "the image users run there now."]
+    lines: list[str] = []
+    tables: dict[str, tuple[str, list[str]]] = {}
+    for site, new in news.items():
+        against = (f" (against `{new['replaced']}`, {new.get('replaced_version') or 'unknown version'})"
+                   if new.get("replaced") else "")
+        lines.append(f"- **{site}**{against}: {new['summary']}")
+        rows = [f"| {section} | {c['name']} | {c['kind']} | {c.get('old') or ''} | "
+                f"{c.get('new') or ''} |"
+                for section, changes in (new.get("changes") or {}).items() for c in changes]
+        if rows:
+            key = "\n".join(rows)  # sites that got the same change list share one table
+            tables.setdefault(key, ("", []))[1].append(site)
+    for key, (_, sites) in tables.items():
+        rows = key.split("\n")
+        shown = rows[:MAX_CHANGE_ROWS]
+        lines += ["", f"Changes at {', '.join(sites)}:", "",
+                  "| what | name | change | old | new |", "|---|---|---|---|---|", *shown]
+        if len(rows) > len(shown):
+            lines.append(f"\n... and {len(rows) - len(shown)} more (`sage-image diff`).")
+    return lines
 
 
 def render_markdown(doc: Mapping[str, Any]) -> str:
@@ -88,6 +137,7 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
     if doc["packages"]:
         lines += ["", "| package | version |", "|---|---|"]
         lines += [f"| {p} | {v} |" for p, v in sorted(doc["packages"].items())]
+    lines += ["", "## What's new", "", *_whats_new_lines(doc.get("whats_new") or {})]
     lines += ["", "## Where", ""]
     if doc["sites"]:
         lines += ["| site | image ID |", "|---|---|"]

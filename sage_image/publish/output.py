@@ -5,6 +5,7 @@ Contract: docs/manifest.md. Everything here validates before any site is contact
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class BuildOutput:
     files: Mapping[str, ImageFile]
     test: TestStatus
     raw: Mapping[str, Any]  # the whole manifest, for `describe`
+    manifest_sha256: str = ""  # of manifest.json's bytes (recorded on the Glance image)
 
     @property
     def build_tag(self) -> str:
@@ -99,7 +101,8 @@ def load_output(root: Path) -> BuildOutput:
             properties=MappingProxyType({str(k): str(v) for k, v in m["properties"].items()}),
             files=MappingProxyType(files),
             test=read_test_status(root, m["name"], files, required=tuple(m.get("checks") or ())),
-            raw=MappingProxyType(m))
+            raw=MappingProxyType(m),
+            manifest_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     except KeyError as exc:
         raise UsageError(f"{path}: missing key {exc}", hint="see docs/manifest.md") from exc
 

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from ..catalog.model import Publish
 from .clouds import SiteTarget
 from .output import BuildOutput, ImageFile
+from .record import record_properties
 from .site import SiteImage
 
 # Properties publish keeps on images, besides the manifest's build-* ones.
@@ -78,6 +79,8 @@ def image_properties(output: BuildOutput, policy: Publish, *, untested: bool) ->
     if firmware:
         props["hw_firmware_type"] = firmware
     props.update(policy.properties)
+    # what `sage-image diff --site` and the next publish compare with (publish/record.py)
+    props.update(record_properties(output.raw, output.manifest_sha256))
     if untested:
         props[PROP_UNTESTED] = "true"
     return props

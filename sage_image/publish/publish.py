@@ -8,17 +8,19 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..catalog.model import Catalog
 from ..console import Console
+from ..diff.diff import diff_manifests
 from ..errors import UsageError
 from .apply import SiteResult, _reason, apply_plan
 from .clouds import SiteTarget, connect, resolve_targets, select_sites
-from .output import BuildOutput, load_output, write_published
+from .output import BuildOutput, load_output, read_published, write_published
 from .plan import Action, SitePlan, plan_site
 from .progress import SiteBars
-from .site import list_images
+from .record import RecordError, summary_from_properties
+from .site import SiteImage, list_images
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -116,14 +118,42 @@ def _apply_one(p: Planned, bars: SiteBars, cancel: threading.Event) -> SiteResul
 
 
 def record(output: BuildOutput, planned: Sequence[Planned], results: Sequence[SiteResult]) -> None:
-    """OUT/published.json: where this build is production now (read by `describe`)."""
-    clouds = {p.target.name: p.target.cloud for p in planned}
+    """OUT/published.json: where this build is production now, and what changed against the
+    image it replaced there (read by `describe` and the release report)."""
+    by_site = {p.target.name: p for p in planned}
+    earlier = read_published(output.root)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    entries = {r.site: {"image_id": r.image_id, "name": output.name, "cloud": clouds[r.site],
-                        "status": r.status, "time": now}
-               for r in results if r.image_id and r.status in ("published", "up to date")}
+    entries = {}
+    for r in results:
+        if not r.image_id or r.status not in ("published", "up to date"):
+            continue
+        entry = {"image_id": r.image_id, "name": output.name, "cloud": by_site[r.site].target.cloud,
+                 "status": r.status, "time": now}
+        if r.status == "published":
+            plan = by_site[r.site].plan
+            entry["previous"] = previous_entry(output, plan.current if plan else None, r.site)
+        elif "previous" in earlier.get(r.site, {}):  # unchanged: what was new still is
+            entry["previous"] = earlier[r.site]["previous"]
+        entries[r.site] = entry
     if entries:
         write_published(output.root, entries)
+
+
+def previous_entry(output: BuildOutput, replaced: SiteImage | None,
+                   site: str) -> dict[str, Any] | None:
+    """The image this publish replaced and the changes since it; None: the first version."""
+    if replaced is None:
+        return None
+    entry: dict[str, Any] = {"image_id": replaced.id,
+                             "build_tag": replaced.properties.get("build-tag")}
+    try:
+        old = summary_from_properties(replaced.properties, where=f"{site} image {replaced.id}")
+    except RecordError as exc:
+        entry["error"] = exc.message
+        return entry
+    entry["changes"] = diff_manifests(old, output.raw, old_label=f"{site}: {replaced.id}",
+                                      new_label=output.name).as_json()
+    return entry
 
 
 def result_rows(results: Sequence[SiteResult]) -> list[tuple[str, ...]]:

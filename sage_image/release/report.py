@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,9 @@ class Cell:
     state: str  # published | up to date | failed | skipped | not published | not carried
     file: FileInfo | None
     publish: JobResult | None
+    # What is new against the image this one replaced at the site (published.json)
+    whats_new: str | None = None
+    changes: tuple[tuple[str, str, str, str, str], ...] = ()  # what, name, change, old, new
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,7 @@ class ReleaseData:
     release: Mapping[str, Any]
     manifests: Mapping[str, Mapping[str, Any]]  # image key -> manifest.json
     tests: Mapping[str, Mapping[str, Any]]  # image key -> test-results.json
+    published: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # key -> sites
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -110,14 +114,16 @@ def load_release(folder: Path) -> ReleaseData:
     images = release.get("plan", {}).get("images")
     if not isinstance(images, list) or not isinstance(release.get("jobs"), dict):
         raise UsageError(f"{folder / RELEASE_FILE}: expected plan.images (list) and jobs (object)")
-    manifests, tests = {}, {}
+    manifests, tests, published = {}, {}, {}
     for image in images:
         key = str(image.get("key", ""))
         if (folder / key / "manifest.json").is_file():  # absent when the build failed
             manifests[key] = _json(folder / key / "manifest.json")
         if (folder / key / "test-results.json").is_file():
             tests[key] = _json(folder / key / "test-results.json")
-    return ReleaseData(release=release, manifests=manifests, tests=tests)
+        if (folder / key / "published.json").is_file():
+            published[key] = _json(folder / key / "published.json").get("sites") or {}
+    return ReleaseData(release=release, manifests=manifests, tests=tests, published=published)
 
 
 # -- the model -----------------------------------------------------------------------------------
@@ -153,7 +159,9 @@ def _row(image: Mapping[str, Any], jobs: Mapping[str, Any], data: ReleaseData,
     test, detail = _test(data.tests.get(key), manifest, _job(jobs, f"test:{key}"))
     files = {fmt: FileInfo(fmt, int(f.get("size", 0)), str(f.get("sha256", "")))
              for fmt, f in manifest.get("files", {}).items()}
-    cells = tuple(_cell(key, site, image.get("sites", []), jobs, files, formats) for site in sites)
+    cells = tuple(_with_news(_cell(key, site, image.get("sites", []), jobs, files, formats),
+                             data.published.get(key, {}).get(site))
+                  for site in sites)
     return Row(key=key, name=str(manifest.get("name") or image.get("name", key)),
                requested=bool(image.get("requested", True)),
                version=_when(props.get("build-timestamp")), build_tag=str(props.get("build-tag", "")),
@@ -195,6 +203,23 @@ def _cell(key: str, site: str, carried: list[str], jobs: Mapping[str, Any],
     job = _job(jobs, job_id)
     state = {"skipped": "skipped", "failed": "failed"}.get(job.status, job.result or "published")
     return Cell(site=site, state=state, file=file, publish=job)
+
+
+def _with_news(cell: Cell, published: Mapping[str, Any] | None) -> Cell:
+    """Add what publish recorded as new at this site (against the image it replaced)."""
+    if cell.state not in ("published", "up to date") or not published \
+            or "previous" not in published:
+        return cell
+    previous = published["previous"]
+    if previous is None:
+        return replace(cell, whats_new="the first version at this site")
+    if "changes" not in previous:
+        return replace(cell, whats_new=str(previous.get("error") or "changes unknown"))
+    changes = previous["changes"]
+    rows = tuple((section, str(c.get("name", "")), str(c.get("kind", "")), str(c.get("old") or ""),
+                  str(c.get("new") or ""))
+                 for section, items in (changes.get("changes") or {}).items() for c in items)
+    return replace(cell, whats_new=str(changes.get("summary", "")), changes=rows)
 
 
 def report_json(report: Report) -> dict[str, Any]:
@@ -252,6 +277,8 @@ def _cell_html(row: Row, cell: Cell) -> str:
         parts.append(f"{_secs(job.seconds)}{speed}")
     if job and job.reason and cell.state in ("failed", "skipped"):
         parts.append(f'<small class="reason">{e(job.reason)}</small>')
+    if cell.whats_new:
+        parts.append(f'<small class="new">new: {e(cell.whats_new)}</small>')
     return f"<td {attrs}>" + "<br>".join(parts) + "</td>"
 
 
@@ -305,6 +332,30 @@ def chart_svg(jobs: tuple[JobResult, ...]) -> str:
     return "".join(out)
 
 
+MAX_CHANGE_ROWS = 200  # per image and site; `sage-image diff` has them all
+
+
+def whats_new_html(report: Report) -> str:
+    """Per image, per site: the changes against the production image it replaced there."""
+    e = html.escape
+    out = []
+    for row in report.rows:
+        for cell in row.cells:
+            if not cell.whats_new:
+                continue
+            out.append(f'<div class="whats-new" data-image="{e(row.key)}" data-site="{e(cell.site)}">'
+                       f"<b>{e(row.name)}</b> at {e(cell.site)}: {e(cell.whats_new)}")
+            if cell.changes:
+                body = "".join("<tr>" + "".join(f"<td>{e(v)}</td>" for v in change) + "</tr>"
+                               for change in cell.changes[:MAX_CHANGE_ROWS])
+                out.append(f"<details><summary>{len(cell.changes)} changes</summary><table>"
+                           "<tr><th>what</th><th>name</th><th>change</th><th>old</th><th>new</th>"
+                           f"</tr>{body}</table></details>")
+            out.append("</div>")
+    return "".join(out) or "<p>Nothing published, or published by a sage-image that did not " \
+                           "record the image it replaced.</p>"
+
+
 def render_html(report: Report, *, generator: str) -> str:
     e = html.escape
     heads = "".join(f'<th scope="col" data-site="{e(s)}">{e(s)}</th>' for s in report.sites)
@@ -324,6 +375,8 @@ def render_html(report: Report, *, generator: str) -> str:
 <h2>Images &times; sites</h2>
 <table id="matrix"><thead><tr><th>image</th><th>version</th><th>test</th><th>build</th>{heads}</tr></thead>
 <tbody>{rows}</tbody></table>
+<h2>What's new in this version</h2>
+{whats_new_html(report)}
 <h2>Build, test and publish times</h2>
 <div class="legend">{legend}<span>paler: skipped or from a cached layer; red outline: failed</span></div>
 <div id="chart">{chart_svg(report.jobs)}</div>

@@ -211,6 +211,35 @@ def test_html_escapes_names(release_dir: Path) -> None:
     assert "<img src=x" not in page and "&lt;img src=x" in page
 
 
+def test_whats_new_against_the_replaced_image(release_dir: Path) -> None:
+    """publish records in published.json what changed against the image it replaced; the
+    report shows it per image and site (and says nothing for a site without a record)."""
+    from sage_image.diff.diff import diff_manifests
+
+    sage = release_dir / "bookworm-sage-amd64"
+    new = json.loads((sage / "manifest.json").read_text())
+    old = json.loads(json.dumps(new))
+    old["packages"] = {**new.get("packages", {}), "docker.io": "20.10.5+dfsg1-1"}
+    old["packages"].pop("docker-compose", None)
+    new["packages"] = {**new.get("packages", {}), "docker.io": "20.10.24+dfsg1-1",
+                       "docker-compose": "1.29.2-3"}
+    changes = diff_manifests(old, new, old_label="CHI@UC: old", new_label="new").as_json()
+    (sage / "published.json").write_text(json.dumps({"schema": 1, "sites": {
+        "CHI@UC": {"image_id": "new-id", "previous": {"image_id": "old-id", "changes": changes}},
+        "KVM@TACC": {"image_id": "kvm-id", "previous": None}}}))
+    result = report.build_report(report.load_release(release_dir), formats())
+    row = next(r for r in result.rows if r.key == "bookworm-sage-amd64")
+    cells = {c.site: c for c in row.cells}
+    assert cells["CHI@UC"].whats_new == "packages: 1 added, 1 upgraded"
+    assert ("package", "docker.io", "upgraded", "20.10.5+dfsg1-1", "20.10.24+dfsg1-1") \
+        in cells["CHI@UC"].changes
+    assert cells["KVM@TACC"].whats_new == "the first version at this site"
+    assert cells["CHI@TACC"].whats_new is None  # its publish failed
+    page = report.render_html(result, generator="t")
+    assert 'class="whats-new" data-image="bookworm-sage-amd64" data-site="CHI@UC"' in page
+    assert "<td>docker-compose</td><td>added</td>" in page
+
+
 # -- in a browser --------------------------------------------------------------------------------
 class _Cells(HTMLParser):
     def __init__(self) -> None:

@@ -1,0 +1,1 @@
+"""`sage-image diff`: what changed between two builds (or a build and production)."""
