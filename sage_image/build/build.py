@@ -25,7 +25,7 @@ import diskimage_builder.version as dib_version
 
 from .. import __version__
 from ..errors import BuildError
-from . import artifacts, devmapper, preflight
+from . import artifacts, devmapper, preflight, pythonlock
 from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
 from .plan import BuildPlan
 from .sources import FetchedSource, SourceCache, export_sources, fetch_sources
@@ -88,6 +88,8 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
                                  clock=time.monotonic)
             timer.phases.update({k: round(v, 2) for k, v in dib_phases.items()})
             packages = artifacts.installed_packages(paths.artifacts / "dpkg-status")
+            python_packages = artifacts.installed_python_packages(
+                paths.artifacts / "python-packages")
             described: dict[str, Any] = {}
             if not plan.layer_only:
                 with timer.phase("formats", reporter):
@@ -97,7 +99,8 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
         except BaseException:
             _remove_outputs(plan)
             raise
-    manifest = _manifest(plan, fetched, properties, described, packages, timer.phases)
+    manifest = _manifest(plan, fetched, properties, described, packages, python_packages,
+                         timer.phases)
     artifacts.write_json(out_dir / MANIFEST, manifest)
     return manifest
 
@@ -108,6 +111,7 @@ def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
     preflight.check_loop_devices()
     preflight.check_free_disk(plan, plan.out_dir, options.cache_root)
     preflight.check_layer(plan)
+    preflight.check_python_lock(plan)
     if options.check_mirror:
         preflight.check_mirror(plan)
 
@@ -116,6 +120,9 @@ def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> di
     properties = dict(plan.properties)
     properties["build-sources"] = ",".join(f"{s.name}={s.commit}" for s in fetched)
     properties["build-stand-ins"] = ",".join(s.name for s in fetched if s.stand_in)
+    if plan.python and plan.python.lock:
+        # One value pins every Python package (the lock is /opt/sage/requirements.txt too).
+        properties["build-python-lock"] = pythonlock.lock_digest(plan.python.lock)
     return properties
 
 
@@ -136,7 +143,7 @@ def _copy_boot_files(paths: BuildPaths, out_dir: Path) -> None:
 
 def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: dict[str, str],
               files: dict[str, Any], packages: dict[str, str],
-              phases: dict[str, float]) -> dict[str, Any]:
+              python_packages: dict[str, str], phases: dict[str, float]) -> dict[str, Any]:
     return {
         "schema": 1, "name": plan.name, "release": plan.release, "variant": plan.variant,
         "arch": plan.arch, "family": plan.family, "os_version": plan.os_version,
@@ -151,7 +158,8 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
         "layer": {"only": plan.layer_only,
                   "from": str(plan.from_layer) if plan.from_layer else None,
                   "saved": str(plan.save_layer) if plan.save_layer else None},
-        "checks": list(plan.checks), "packages": packages, "phases": phases,
+        "checks": list(plan.checks), "packages": packages,
+        "python_packages": python_packages, "phases": phases,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -151,6 +151,9 @@ def dib_environment(plan: BuildPlan, paths: BuildPaths) -> dict[str, str]:
             env[proxy] = os.environ[proxy]
     if plan.save_layer:
         env["SAGE_IMAGE_LAYER_OUT"] = str(Path(plan.save_layer).resolve())
+    if plan.python and plan.python.lock:
+        env["SAGE_IMAGE_PYTHON_LOCK"] = str(plan.python.lock)
+        env["SAGE_IMAGE_VENV"] = plan.python.venv  # build-artifacts lists its packages
     if plan.admin_keys:
         env["DIB_CC_ADMIN_KEYS"] = str(Path(plan.admin_keys).resolve())
     env.update(plan.env)
