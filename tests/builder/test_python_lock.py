@@ -134,3 +134,16 @@ def test_image_readme_is_five_lines() -> None:
     readme = (ELEMENTS / "sage" / "static" / "opt" / "sage" / "README").read_text()
     lines = readme.splitlines()
     assert len(lines) == 5 and "newplugin" in lines[1] and "PYWAGGLE_LOG_DIR" in lines[3]
+
+
+def test_dib_gets_the_lock_venv_and_the_hosts_ca_bundle(tmp_path: Path) -> None:
+    from sage_image.build.dib import BuildPaths, dib_environment, host_ca_bundle
+
+    plan = plan_build(CATALOG, BuildRequest(release="bookworm", variant="sage"))
+    env = dib_environment(plan, BuildPaths(work=tmp_path, dib_cache=tmp_path / "cache"))
+    assert env["SAGE_IMAGE_PYTHON_LOCK"] == str(SAGE_PYTHON.locks["bookworm"].file)
+    assert env["SAGE_IMAGE_VENV"] == "/opt/sage/venv"
+    assert env.get("SAGE_IMAGE_PIP_CERT") == (str(host_ca_bundle()) if host_ca_bundle() else None)
+    base = plan_build(CATALOG, BuildRequest(release="bookworm", variant="base"))
+    base_env = dib_environment(base, BuildPaths(work=tmp_path, dib_cache=tmp_path / "cache"))
+    assert not {"SAGE_IMAGE_PYTHON_LOCK", "SAGE_IMAGE_VENV", "SAGE_IMAGE_PIP_CERT"} & set(base_env)
