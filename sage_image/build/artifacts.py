@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import BuildError
 from ..runner import run
 from .plan import BuildPlan
+from .pythonlock import canonical
 
 CHUNK = 4 * 1024 * 1024
 
@@ -134,6 +135,19 @@ def _installed(dpkg_status: Path) -> dict[str, tuple[str, str]]:
         if fields.get("Status", "").endswith(" installed") and "Package" in fields:
             packages[fields["Package"]] = (fields.get("Version", ""),
                                            fields.get("Architecture", ""))
+    return dict(sorted(packages.items()))
+
+
+def installed_python_packages(listing: Path) -> dict[str, str]:
+    """canonical name -> version of every package in the image's venv (``name==version``
+    lines the build-artifacts element wrote); empty when the image has no venv."""
+    if not listing.is_file():
+        return {}
+    packages = {}
+    for line in listing.read_text().splitlines():
+        name, sep, version = line.strip().partition("==")
+        if sep and name:
+            packages[canonical(name)] = version
     return dict(sorted(packages.items()))
 
 

@@ -26,7 +26,7 @@ import diskimage_builder.version as dib_version
 from .. import __version__
 from ..errors import BuildError
 from ..folders import check_folder, make_folder
-from . import artifacts, devmapper, preflight, sbom
+from . import artifacts, devmapper, preflight, pythonlock, sbom
 from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
 from .plan import BuildPlan
 from .sources import FetchedSource, SourceCache, export_sources, fetch_sources
@@ -90,7 +90,9 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
             timer.phases.update({k: round(v, 2) for k, v in dib_phases.items()})
             packages = artifacts.installed_packages(paths.artifacts / "dpkg-status")
             installed = {"packages": packages, "package_arch": artifacts.package_architectures(
-                paths.artifacts / "dpkg-status"), "kernel_version": _kernel_version(paths)}
+                paths.artifacts / "dpkg-status"), "kernel_version": _kernel_version(paths),
+                         "python_packages": artifacts.installed_python_packages(
+                             paths.artifacts / "python-packages")}
             described: dict[str, Any] = {}
             if not plan.layer_only:
                 with timer.phase("formats", reporter):
@@ -123,6 +125,7 @@ def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
     preflight.check_loop_devices()
     preflight.check_free_disk(plan, plan.out_dir, options.cache_root)
     preflight.check_layer(plan)
+    preflight.check_python_lock(plan)
     if options.check_mirror:
         preflight.check_mirror(plan)
 
@@ -131,6 +134,9 @@ def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> di
     properties = dict(plan.properties)
     properties["build-sources"] = ",".join(f"{s.name}={s.commit}" for s in fetched)
     properties["build-stand-ins"] = ",".join(s.name for s in fetched if s.stand_in)
+    if plan.python and plan.python.lock:
+        # One value pins every Python package (the lock is /opt/sage/requirements.txt too).
+        properties["build-python-lock"] = pythonlock.lock_digest(plan.python.lock)
     return properties
 
 
@@ -167,7 +173,8 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
                   "from": str(plan.from_layer) if plan.from_layer else None,
                   "saved": str(plan.save_layer) if plan.save_layer else None},
         "checks": list(plan.checks), "packages": installed["packages"],
-        "package_arch": installed["package_arch"], "phases": phases,
+        "package_arch": installed["package_arch"],
+        "python_packages": installed["python_packages"], "phases": phases,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -53,6 +53,9 @@ def add_request_flags(parser: argparse.ArgumentParser) -> None:
                         help="save this build's root filesystem as a layer for child variants")
     parser.add_argument("--layer-only", action="store_true",
                         help="with --save-layer: make only the layer, no image files")
+    parser.add_argument("--pip-index-url", default=None, metavar="URL",
+                        help="Python package index for the image's pinned Python tools "
+                             "(a mirror; default: the catalog's, PyPI)")
     add_catalog_flag(parser)
 
 
@@ -94,7 +97,7 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
         compression=args.compression, admin_user=args.admin_user, admin_keys=args.admin_keys,
         serial_autologin=args.serial_autologin, timestamp=int(time.time()),
         from_layer=args.from_layer, save_layer=args.save_layer, layer_only=args.layer_only,
-        builder_commit=builder_commit(),
+        builder_commit=builder_commit(), pip_index_url=args.pip_index_url,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import sys
 from collections import deque
 from collections.abc import Callable
@@ -159,10 +160,27 @@ def dib_environment(plan: BuildPlan, paths: BuildPaths) -> dict[str, str]:
             env[proxy] = os.environ[proxy]
     if plan.save_layer:
         env["SAGE_IMAGE_LAYER_OUT"] = str(Path(plan.save_layer).resolve())
+    if plan.python and plan.python.lock:
+        env["SAGE_IMAGE_PYTHON_LOCK"] = str(plan.python.lock)
+        env["SAGE_IMAGE_VENV"] = plan.python.venv  # build-artifacts lists its packages
+        ca = host_ca_bundle()
+        if ca:
+            env["SAGE_IMAGE_PIP_CERT"] = str(ca)
     if plan.admin_keys:
         env["DIB_CC_ADMIN_KEYS"] = str(Path(plan.admin_keys).resolve())
     env.update(plan.env)
     return env
+
+
+def host_ca_bundle() -> Path | None:
+    """The CA certificates this machine trusts (``PIP_CERT``, else the system bundle), for pip
+    in the chroot during the build only: a proxy or mirror this machine trusts is trusted
+    there too, while the lock's hashes still decide what installs. Never copied into the image."""
+    for candidate in (os.environ.get("PIP_CERT"), ssl.get_default_verify_paths().cafile,
+                      "/etc/ssl/certs/ca-certificates.crt"):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
 
 
 def dib_command(plan: BuildPlan, paths: BuildPaths) -> list[str]:

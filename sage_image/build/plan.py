@@ -49,6 +49,7 @@ class BuildRequest:
     from_layer: Path | None = None  # start from the parent variant's saved root (layered build)
     save_layer: Path | None = None  # save this build's root for its child variants
     layer_only: bool = False  # only the layer is wanted (a parent no one asked to publish)
+    pip_index_url: str | None = None  # the Python package index (default: the catalog's)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,16 @@ class PlannedSource:
     pinned: str  # the catalog's commit
     path: str  # destination in the image
     overridden: bool
+
+
+@dataclass(frozen=True)
+class PlannedPython:
+    """The variant's Python tools: a venv installed from the release's hash-pinned lock."""
+
+    venv: str
+    index_url: str
+    lock: Path | None  # None: the catalog has no lock for this release (the build refuses)
+    python: str | None  # the release's Python version the lock was made for
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,7 @@ class BuildPlan:
     from_layer: Path | None = None
     save_layer: Path | None = None
     layer_only: bool = False
+    python: PlannedPython | None = None
     boot_cmdline: str = f"root=LABEL={ROOT_LABEL} ro console=ttyS0,115200"
     warnings: tuple[str, ...] = field(default=())
 
@@ -120,7 +132,17 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
         out_dir=request.out_dir or Path("out") / f"{release.name}-{variant}-{arch}",
         admin_keys=request.admin_keys, from_layer=request.from_layer,
         save_layer=request.save_layer, layer_only=request.layer_only,
+        python=_plan_python(catalog, request),
     )
+
+
+def _plan_python(catalog: Catalog, request: BuildRequest) -> PlannedPython | None:
+    env = catalog.variant_python(request.variant)
+    if env is None:
+        return None
+    lock = env.locks.get(request.release)
+    return PlannedPython(venv=env.venv, index_url=request.pip_index_url or env.index_url,
+                         lock=lock.file if lock else None, python=lock.python if lock else None)
 
 
 def _validate_names(catalog: Catalog, request: BuildRequest) -> tuple[Release, str, str]:
@@ -198,6 +220,10 @@ def _dib_env(catalog: Catalog, request: BuildRequest, release: Release) -> dict[
         # The root filesystem label the boot test (and Chameleon's own images) use.
         "ROOT_LABEL": ROOT_LABEL,
     }
+    python = catalog.variant_python(request.variant)
+    if python:
+        env["DIB_SAGE_VENV"] = python.venv
+        env["DIB_SAGE_PIP_INDEX_URL"] = request.pip_index_url or python.index_url
     if release.security_mirror:
         env["DIB_DEBIAN_SECURITY_MIRROR"] = release.security_mirror
     if catalog.builder.image_size_gb:

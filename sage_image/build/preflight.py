@@ -78,3 +78,17 @@ def check_layer(plan: BuildPlan) -> None:
                              hint="build the parent variant with --save-layer first")
     if plan.save_layer and not Path(plan.save_layer).parent.is_dir():
         raise PreflightError(f"--save-layer {plan.save_layer}: its folder does not exist")
+
+
+def check_python_lock(plan: BuildPlan) -> None:
+    """A variant with Python tools installs them only from a hash-pinned lock for its release."""
+    if plan.python is None:
+        return
+    if plan.python.lock is None:
+        raise PreflightError(
+            f"variant {plan.variant} has no Python lock for release {plan.release}",
+            hint=f"add variants.{plan.variant}.python.locks.{plan.release} to the catalog and "
+                 "run scripts/python-lock")
+    if not plan.python.lock.is_file():
+        raise PreflightError(f"Python lock {plan.python.lock} is missing",
+                             hint=f"run scripts/python-lock --release {plan.release}")

@@ -71,6 +71,26 @@ class Cuda:
 
 
 @dataclass(frozen=True)
+class PythonLock:
+    """A release's hash-pinned requirements file (every package, wheels for each arch)."""
+
+    release: str
+    python: str  # the release's own Python, e.g. "3.11": the venv is made with it
+    glibc: str  # its C library version: which manylinux wheels fit
+    file: Path  # absolute; written by scripts/python-lock
+
+
+@dataclass(frozen=True)
+class PythonEnv:
+    """A virtualenv of Python tools installed with ``pip --require-hashes`` from a lock."""
+
+    venv: str  # absolute path in the image
+    index_url: str  # default package index (``--pip-index-url`` overrides it)
+    requirements: tuple[str, ...]  # what the locks are made from (top-level only)
+    locks: Mapping[str, PythonLock]  # release -> lock
+
+
+@dataclass(frozen=True)
 class Variant:
     name: str
     description: str
@@ -82,6 +102,7 @@ class Variant:
     checks: tuple[str, ...]
     arches: tuple[str, ...] | None = None
     cuda: Cuda | None = None
+    python: PythonEnv | None = None
 
 
 @dataclass(frozen=True)
@@ -218,6 +239,13 @@ class Catalog:
 
     def variant_checks(self, name: str) -> tuple[str, ...]:
         return tuple(c for v in self.variant_chain(name) for c in v.checks)
+
+    def variant_python(self, name: str) -> PythonEnv | None:
+        """The Python environment nearest along the variant's chain (gpu inherits sage's)."""
+        found = None
+        for v in self.variant_chain(name):
+            found = v.python or found
+        return found
 
     def variant_arches(self, name: str) -> tuple[str, ...]:
         """Arches a variant may be built for: the narrowest restriction along its chain."""
@@ -426,7 +454,7 @@ class _Parser:
                 elements: frozenset[str]) -> Variant:
         w = ("variants", name)
         v = self.mapping(raw, w, required=("description", "elements", "name", "checks"),
-                         optional=("parent", "sources", "min_free_gb", "arches", "cuda"))
+                         optional=("parent", "sources", "min_free_gb", "arches", "cuda", "python"))
         template = self.string(v["name"], w + ("name",))
         try:
             template.format(**{f: "x" for f in NAME_FIELDS})
@@ -443,7 +471,28 @@ class _Parser:
             arches=(self.choices(v["arches"], w + ("arches",), arches, "arch")
                     if "arches" in v else None),
             cuda=self.cuda(v["cuda"], w + ("cuda",)) if "cuda" in v else None,
+            python=self.python(v["python"], w + ("python",)) if "python" in v else None,
         )
+
+    def python(self, raw: Any, w: tuple[Any, ...]) -> PythonEnv:
+        p = self.mapping(raw, w, required=("venv", "index_url", "requirements", "locks"))
+        venv = self.string(p["venv"], w + ("venv",))
+        if not venv.startswith("/") or ".." in venv.split("/"):
+            raise self.fail(w + ("venv",), f"expected an absolute path in the image, got {venv!r}")
+        locks = self.mapping(p["locks"], w + ("locks",), optional=tuple(p["locks"] or {}))
+        return PythonEnv(
+            venv=venv, index_url=self.string(p["index_url"], w + ("index_url",)),
+            requirements=self.strings(p["requirements"], w + ("requirements",)),
+            locks=MappingProxyType({r: self.python_lock(r, v, w + ("locks", r))
+                                    for r, v in locks.items()}))
+
+    def python_lock(self, release: str, raw: Any, w: tuple[Any, ...]) -> PythonLock:
+        lock = self.mapping(raw, w, required=("python", "glibc", "file"))
+        for key in ("python", "glibc"):
+            if not re.match(r"^\d+\.\d+$", self.string(lock[key], w + (key,))):
+                raise self.fail(w + (key,), f"expected MAJOR.MINOR, got {lock[key]!r}")
+        return PythonLock(release=release, python=str(lock["python"]), glibc=str(lock["glibc"]),
+                          file=self.path.parent / self.string(lock["file"], w + ("file",)))
 
     def cuda(self, raw: Any, w: tuple[Any, ...]) -> Cuda:
         c = self.mapping(raw, w, required=("version", "ubuntu_repo", "ubuntu_keyring",

@@ -9,6 +9,8 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..build.pythonlock import canonical
+
 SHOWN = 3  # differences named in the one-line reason; the rest are counted
 
 
@@ -27,22 +29,36 @@ def compare_provenance(output: str, manifest: Mapping[str, Any]) -> str | None:
 
 
 def compare_packages(output: str, manifest: Mapping[str, Any]) -> str | None:
-    guest: dict[str, str] = {}
+    """Debian packages ("ii|name|version") against manifest.packages and, when the image has a
+    Python venv, its packages ("py|name|version") against manifest.python_packages."""
+    debian: dict[str, str] = {}
+    python: dict[str, str] = {}
     for line in output.splitlines():
         parts = line.split("|")
+        if len(parts) != 3:
+            continue
         # Only fully installed packages ("ii"); "rc" leftovers are not installed.
-        if len(parts) == 3 and parts[0].strip() == "ii":
-            guest[parts[1]] = parts[2]
-    expected = {str(k): str(v) for k, v in (manifest.get("packages") or {}).items()}
-    if not guest:
+        if parts[0].strip() == "ii":
+            debian[parts[1]] = parts[2]
+        elif parts[0] == "py":
+            python[canonical(parts[1])] = parts[2]
+    if not debian:
         return f"no package list from the guest: {_first_line(output)}"
+    diffs = _package_diffs(debian, manifest.get("packages"), "")
+    diffs += _package_diffs(python, manifest.get("python_packages"), "python ")
+    return _summary(diffs)
+
+
+def _package_diffs(guest: dict[str, str], listed: Any, kind: str) -> list[str]:
+    expected = {str(k): str(v) for k, v in (listed or {}).items()}
+    if kind:
+        expected = {canonical(k): v for k, v in expected.items()}
     missing = sorted(set(expected) - set(guest))
     extra = sorted(set(guest) - set(expected))
     changed = sorted(k for k in set(expected) & set(guest) if expected[k] != guest[k])
-    diffs = ([f"missing in image: {k} {expected[k]}" for k in missing]
-             + [f"not in manifest: {k} {guest[k]}" for k in extra]
-             + [f"{k}: image {guest[k]} != manifest {expected[k]}" for k in changed])
-    return _summary(diffs)
+    return ([f"missing in image: {kind}{k} {expected[k]}" for k in missing]
+            + [f"not in manifest: {kind}{k} {guest[k]}" for k in extra]
+            + [f"{kind}{k}: image {guest[k]} != manifest {expected[k]}" for k in changed])
 
 
 def compare_source_commits(output: str, manifest: Mapping[str, Any]) -> str | None:

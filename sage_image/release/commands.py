@@ -50,6 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--allow-stand-ins", action="store_true",
                    help="build with labelled stand-ins for unreachable upstream sources")
     p.add_argument("--source", action="append", default=[], metavar="NAME=URL[@COMMIT]")
+    p.add_argument("--pip-index-url", default=None, metavar="URL",
+                   help="Python package index for every build (a mirror; default: PyPI)")
     add_catalog_flag(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_release)
@@ -75,7 +77,8 @@ def cmd_release(args: argparse.Namespace, console: Console) -> int:
     options = ReleaseOptions(out_dir=args.out, cache_root=cache,
                              jobs=args.jobs or default_jobs(cache), publish=args.publish,
                              test=not args.no_test, allow_stand_ins=args.allow_stand_ins,
-                             sources=tuple(args.source), catalog=args.catalog)
+                             sources=tuple(args.source), catalog=args.catalog,
+                             pip_index_url=args.pip_index_url)
     if args.dry_run:
         return show_plan(console, plan, options)
     started = time.monotonic()

@@ -16,6 +16,7 @@ from pathlib import Path
 from ..build.plan import parse_source_override
 from ..catalog import Catalog, did_you_mean
 from ..catalog.elements import element_dirs
+from ..catalog.model import Variant
 from ..errors import UsageError
 
 
@@ -165,7 +166,17 @@ def layer_key(catalog: Catalog, release: str, variant: str, arch: str, parent_ke
         "stand_ins": inputs.stand_ins,
         "cuda": _plain(own.cuda) if own.cuda else None, "parent": parent_key,
     }
+    if own.python:  # only then: the keys of variants without Python tools stay as they were
+        data["python"] = _python_digest(own, release)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _python_digest(variant: Variant, release: str) -> str | None:
+    """The variant's own Python lock for the release (its bytes decide what pip installs)."""
+    lock = variant.python.locks.get(release) if variant.python else None
+    if lock is None:
+        return None
+    return hashlib.sha256(_read(lock.file) if lock.file.is_file() else b"").hexdigest()[:16]
 
 
 def _plain(value: object) -> object:

@@ -39,6 +39,7 @@ class ReleaseOptions:
     sources: tuple[str, ...] = ()  # --source NAME=URL[@COMMIT], passed to every build
     catalog: Path | None = None
     untested: bool = False
+    pip_index_url: str | None = None  # passed to every build
 
 
 def default_jobs(cache_root: Path) -> int:
@@ -103,6 +104,8 @@ def _build_job(plan: ReleasePlan, image: ImageJob, has_children: bool,
             "--json", *_catalog_args(options)]
     if options.allow_stand_ins:
         argv.append("--allow-stand-ins")
+    if options.pip_index_url:
+        argv += ["--pip-index-url", options.pip_index_url]
     for source in options.sources:
         if source.partition("=")[0] in image.sources:  # a build refuses sources it does not use
             argv += ["--source", source]

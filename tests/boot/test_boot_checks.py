@@ -38,7 +38,9 @@ from sage_image.errors import ConfigError, UsageError
 
 CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
                   "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
-                  "sage-commands", "source-commits", "cuda-packages"}
+                  "sage-commands", "source-commits", "cuda-packages", "pywaggle-plugin",
+                  "sage-data-client", "virtual-waggle-report", "virtual-waggle-newplugin",
+                  "beehive-config", "sage-ecr-config"}
 
 
 def test_every_catalog_check_is_defined() -> None:

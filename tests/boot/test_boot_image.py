@@ -28,7 +28,13 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/build")
 SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
                "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
-               "sage-commands", "source-commits")
+               "sage-commands", "source-commits", "pywaggle-plugin", "sage-data-client",
+               "virtual-waggle-report", "virtual-waggle-newplugin", "beehive-config",
+               "sage-ecr-config")
+SITE_PACKAGES = "/opt/sage/venv/lib/python3.11/site-packages"
+# The wrapper as it was before issue 12: every command ran in the checkout, so newplugin wrote
+# the plugin into /opt/virtual-waggle (group-writable) instead of the user's directory.
+OLD_VIRTUAL_WAGGLE = "#!/bin/sh\ncd /opt/virtual-waggle || exit 1\nexec ./waggle-node \"$@\"\n"
 
 
 def source_tree_hash() -> str:
@@ -139,8 +145,17 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "/etc/docker/daemon.json": ("{ this is not json\n", 0o644),           # docker-run
         "/usr/bin/docker-compose": None,                                       # docker-compose
         "/usr/local/bin/sage-ecr": None,                                       # sage-commands
+        f"{SITE_PACKAGES}/waggle/plugin/plugin.py": None,                      # pywaggle-plugin
+        f"{SITE_PACKAGES}/sage_data_client/__init__.py":
+            ("raise ImportError('broken on purpose')\n", 0o644),             # sage-data-client
+        "/opt/virtual-waggle/docker-compose.yml": None,                        # v-w report
+        "/usr/local/bin/virtual-waggle": (OLD_VIRTUAL_WAGGLE, 0o755),          # v-w newplugin
+        "/opt/beehive-server/do.sh": ("case $1 in\n", 0o755),                  # beehive-config
+        "/opt/sage-ecr/docker-compose.yml":
+            ("version: '2.4'\nservices:\n  api: {}\n", 0o644),                  # sage-ecr-config
     }, mkdirs=("/etc/systemd/system/docker.socket.d",))
     manifest["packages"]["sage-image-missing-package"] = "1.0"                  # packages
+    manifest["python_packages"]["sage-image-missing-wheel"] = "1.0"             # (python too)
     manifest["sources"]["beehive-server"]["commit"] = "0" * 40                  # source-commits
     (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return work / "out"
@@ -166,6 +181,13 @@ EXPECTED_FAILURES = {
     "source-commits": "a checkout under /opt is not at the manifest's commit: beehive-server: "
                       "/opt/beehive-server is at ",
     "cuda-packages": "the NVIDIA driver or CUDA packages are not installed: no nvidia-driver",
+    "pywaggle-plugin": "a pywaggle plugin cannot publish a measurement as cc: ",
+    "sage-data-client": "sage-data-client (or pywaggle's vision extra) does not import as cc: ",
+    "virtual-waggle-report": "virtual-waggle report does not run the pinned waggle-node code: ",
+    "virtual-waggle-newplugin": "virtual-waggle newplugin does not create the plugin in the "
+                                "user's directory: newplugin wrote into /opt/virtual-waggle",
+    "beehive-config": "beehive-server's pinned code or compose files do not validate: ",
+    "sage-ecr-config": "the Edge Code Repository's compose file does not validate: ",
 }
 
 
@@ -181,6 +203,12 @@ def test_broken_image_fails_each_check_with_its_reason(broken_sage: Path) -> Non
              if not (reasons.get(name) or "").startswith(expected)}
     assert wrong == {}, wrong  # every mismatch at once: a run takes minutes
     assert "daemon" in reasons["docker-run"].lower()
+    assert "python sage-image-missing-wheel 1.0" in reasons["packages"]
+    assert "waggle.plugin" in reasons["pywaggle-plugin"]
+    assert "broken on purpose" in reasons["sage-data-client"]
+    assert "suitable configuration file" in reasons["virtual-waggle-report"]
+    assert "do.sh" in reasons["beehive-config"]
+    assert "neither an image nor a build" in reasons["sage-ecr-config"]
     logs = {Path(p).name for p in report["logs"]}
     assert {"serial.log", "cloud-init.log"} <= logs
     assert "bootcmd" in (broken_sage / "test-logs" / "cloud-init.log").read_text()

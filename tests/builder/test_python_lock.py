@@ -1,0 +1,149 @@
+"""The Sage Python tools: hash-pinned locks in the catalog, how a build plans and records them,
+and the wrapper/stand-in behaviour the image's checks rely on (run for real, here)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sage_image.build import preflight
+from sage_image.build.artifacts import installed_python_packages
+from sage_image.build.plan import BuildRequest, plan_build
+from sage_image.build.pythonlock import LockEntry, lock_versions, parse_lock, render_lock
+from sage_image.build.sources import STANDIN_TEMPLATES
+from sage_image.catalog import load_catalog
+from sage_image.checks.compare import compare_packages
+from sage_image.errors import ConfigError, PreflightError
+from sage_image.release.plan import layer_key
+
+CATALOG = load_catalog()
+SAGE_PYTHON = CATALOG.variants["sage"].python
+ELEMENTS = Path(__file__).resolve().parents[2] / "sage_image" / "elements"
+
+
+@pytest.mark.parametrize("release", sorted(SAGE_PYTHON.locks))
+def test_every_lock_pins_the_sage_tools_by_version_and_hash(release: str) -> None:
+    entries = {e.name: e for e in parse_lock(SAGE_PYTHON.locks[release].file)}
+    assert entries["pywaggle"].version == "0.56.3"
+    assert entries["sage-data-client"].version == "0.9.1"
+    assert {"pika", "pandas", "numpy", "opencv-python-headless"} <= set(entries)
+    assert all(len(h) == 64 for e in entries.values() for h in e.hashes)
+    # Compiled wheels differ per arch: amd64 and arm64 each have their own hash.
+    assert len(entries["numpy"].hashes) == 2 and len(entries["pandas"].hashes) == 2
+    assert len(entries["pywaggle"].hashes) == 1  # one pure-Python wheel for both
+
+
+def test_lock_round_trip_and_bad_lines(tmp_path: Path) -> None:
+    entries = (LockEntry("pika", "1.4.4", ("a" * 64,)), LockEntry("numpy", "2", ("c" * 64, "b" * 64)))
+    path = tmp_path / "lock.txt"
+    path.write_text(render_lock(entries, "made here\nfor a test"))
+    assert path.read_text().startswith("# made here\n# for a test\nnumpy==2 \\\n")
+    assert parse_lock(path) == (LockEntry("numpy", "2", ("b" * 64, "c" * 64)),
+                                LockEntry("pika", "1.4.4", ("a" * 64,)))
+    path.write_text("# header\nPy_Waggle==1.0 --hash=sha256:" + "d" * 64 + "\npandas==2\n")
+    with pytest.raises(ConfigError, match=r"lock.txt:3: expected 'name==version --hash"):
+        parse_lock(path)
+    assert lock_versions(SAGE_PYTHON.locks["bookworm"].file)["pywaggle"] == "0.56.3"
+    with pytest.raises(ConfigError, match="cannot read Python lock"):
+        parse_lock(tmp_path / "missing.txt")
+
+
+def test_plan_carries_the_venv_lock_and_index() -> None:
+    plan = plan_build(CATALOG, BuildRequest(release="bookworm", variant="sage"))
+    assert plan.python is not None and plan.python.venv == "/opt/sage/venv"
+    assert plan.python.lock == SAGE_PYTHON.locks["bookworm"].file and plan.python.python == "3.11"
+    assert plan.env["DIB_SAGE_VENV"] == "/opt/sage/venv"
+    assert plan.env["DIB_SAGE_PIP_INDEX_URL"] == "https://pypi.org/simple"
+    mirror = plan_build(CATALOG, BuildRequest(release="trixie", variant="gpu",
+                                              pip_index_url="http://127.0.0.1:9/simple"))
+    assert mirror.python.lock == SAGE_PYTHON.locks["trixie"].file  # gpu inherits sage's
+    assert mirror.env["DIB_SAGE_PIP_INDEX_URL"] == "http://127.0.0.1:9/simple"
+    assert plan_build(CATALOG, BuildRequest(release="bookworm", variant="base")).python is None
+
+
+def test_a_release_without_a_lock_is_refused_before_building() -> None:
+    plan = plan_build(CATALOG, BuildRequest(release="bionic", variant="sage"))
+    with pytest.raises(PreflightError, match="variant sage has no Python lock for release bionic"):
+        preflight.check_python_lock(plan)
+    preflight.check_python_lock(plan_build(CATALOG, BuildRequest(release="bookworm",
+                                                                 variant="sage")))
+
+
+def test_the_lock_is_part_of_the_sage_layer_key_only(tmp_path: Path) -> None:
+    text = CATALOG.path.read_text().replace("file: python/sage-bookworm.txt",
+                                            f"file: {tmp_path}/lock.txt")
+    (tmp_path / "catalog.yaml").write_text(text)
+    shutil.copy(SAGE_PYTHON.locks["bookworm"].file, tmp_path / "lock.txt")
+    other = load_catalog(tmp_path / "catalog.yaml")
+    base = layer_key(CATALOG, "bookworm", "base", "amd64", "")
+    assert layer_key(other, "bookworm", "base", "amd64", "") == base
+    sage = layer_key(other, "bookworm", "sage", "amd64", base)
+    assert sage == layer_key(CATALOG, "bookworm", "sage", "amd64", base)
+    (tmp_path / "lock.txt").write_text("pika==1.4.3 --hash=sha256:" + "0" * 64 + "\n")
+    assert layer_key(other, "bookworm", "sage", "amd64", base) != sage
+
+
+def test_python_packages_listing_and_comparison(tmp_path: Path) -> None:
+    listing = tmp_path / "python-packages"
+    listing.write_text("pywaggle==0.56.3\nsage_data_client==0.9.1\npip==23.0.1\n")
+    packages = installed_python_packages(listing)
+    assert packages == {"pip": "23.0.1", "pywaggle": "0.56.3", "sage-data-client": "0.9.1"}
+    assert installed_python_packages(tmp_path / "none") == {}
+    manifest = {"packages": {"bash": "5.2"}, "python_packages": packages}
+    guest = "ii |bash|5.2\npy|pywaggle|0.56.3\npy|sage_data_client|0.9.1\npy|pip|23.0.1\n"
+    assert compare_packages(guest, manifest) is None
+    assert compare_packages(guest.replace("0.56.3", "0.56.2"), manifest) == \
+        "python pywaggle: image 0.56.2 != manifest 0.56.3"
+    assert compare_packages("ii |bash|5.2\n", manifest).startswith(
+        "missing in image: python pip 23.0.1")
+    assert compare_packages(guest, {"packages": {"bash": "5.2"}}).startswith(
+        "not in manifest: python pip")
+
+
+@pytest.fixture()
+def waggle_node(tmp_path: Path) -> Path:
+    """The waggle-node stand-in as it lies in the image (/opt/virtual-waggle)."""
+    home = tmp_path / "opt" / "virtual-waggle"
+    shutil.copytree(STANDIN_TEMPLATES / "waggle-node", home)
+    return home
+
+
+def test_newplugin_writes_into_the_users_directory(waggle_node: Path, tmp_path: Path) -> None:
+    wrapper = ELEMENTS / "sage" / "static" / "usr" / "local" / "bin" / "virtual-waggle"
+    user = tmp_path / "home"
+    user.mkdir()
+    proc = subprocess.run(["sh", str(wrapper), "newplugin", "hello"], cwd=user, text=True,
+                          capture_output=True, env={"PATH": "/usr/bin:/bin",
+                                                    "VW_HOME": str(waggle_node)})
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (user / "plugin-hello").iterdir()) == \
+        ["Dockerfile", "plugin.py", "requirements.txt", "sage.json"]
+    assert json.loads((user / "plugin-hello" / "sage.json").read_text())["name"] == "hello"
+    assert not (waggle_node / "plugin-hello").exists()
+    again = subprocess.run(["sh", str(wrapper), "newplugin", "Bad Name"], cwd=user, text=True,
+                           capture_output=True, env={"PATH": "/usr/bin:/bin",
+                                                     "VW_HOME": str(waggle_node)})
+    assert again.returncode == 1 and "lowercase letters" in again.stderr
+
+
+def test_image_readme_is_five_lines() -> None:
+    readme = (ELEMENTS / "sage" / "static" / "opt" / "sage" / "README").read_text()
+    lines = readme.splitlines()
+    assert len(lines) == 5 and "newplugin" in lines[1] and "PYWAGGLE_LOG_DIR" in lines[3]
+
+
+def test_dib_gets_the_lock_venv_and_the_hosts_ca_bundle(tmp_path: Path) -> None:
+    from sage_image.build.dib import BuildPaths, dib_environment, host_ca_bundle
+
+    plan = plan_build(CATALOG, BuildRequest(release="bookworm", variant="sage"))
+    env = dib_environment(plan, BuildPaths(work=tmp_path, dib_cache=tmp_path / "cache"))
+    assert env["SAGE_IMAGE_PYTHON_LOCK"] == str(SAGE_PYTHON.locks["bookworm"].file)
+    assert env["SAGE_IMAGE_VENV"] == "/opt/sage/venv"
+    assert env.get("SAGE_IMAGE_PIP_CERT") == (str(host_ca_bundle()) if host_ca_bundle() else None)
+    base = plan_build(CATALOG, BuildRequest(release="bookworm", variant="base"))
+    base_env = dib_environment(base, BuildPaths(work=tmp_path, dib_cache=tmp_path / "cache"))
+    assert not {"SAGE_IMAGE_PYTHON_LOCK", "SAGE_IMAGE_VENV", "SAGE_IMAGE_PIP_CERT"} & set(base_env)
