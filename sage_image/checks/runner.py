@@ -140,6 +140,9 @@ def probe_sshd_auth(target: SshTarget, *, timeout: float) -> str | None:
     return None
 
 
+AUDIT_ITEM = re.compile(r"^\((\w+)\)\s+(\S+)")
+
+
 def find_ssh_audit() -> str:
     """ssh-audit from PATH or beside this Python (the test extra installs it into the venv)."""
     found = shutil.which("ssh-audit") or shutil.which("ssh-audit", path=str(Path(sys.executable).parent))
@@ -158,8 +161,9 @@ def probe_ssh_audit(target: SshTarget, *, timeout: float) -> tuple[str | None, s
     except CommandError as exc:
         return f"ssh-audit: {exc.message}", ""
     text = out.stdout + out.stderr
-    fails = [ln.split("--", 1)[0].strip("(-) ").strip() for ln in text.splitlines()
-             if "[fail]" in ln]
+    # e.g. "(key) ecdsa-sha2-nistp256 (256-bit)  -- [fail] using elliptic curves that ..."
+    fails = [" ".join(m.groups()) if (m := AUDIT_ITEM.match(ln)) else ln.strip()
+             for ln in text.splitlines() if "[fail]" in ln]
     if fails:
         return f"ssh-audit reports [fail]: {'; '.join(dict.fromkeys(fails))}", text
     if "(gen) banner" not in text:
