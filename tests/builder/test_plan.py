@@ -185,3 +185,20 @@ def test_serial_autologin_by_default_and_admin_uid(catalog, tmp_path):
     admin = plan_build(catalog, BuildRequest(release="bookworm", variant="base",
                                              admin_user="ccadmin", admin_keys=keys))
     assert admin.env["DIB_CC_ADMIN_USER"] == "ccadmin" and admin.env["DIB_CC_ADMIN_UID"] == "1010"
+
+
+def test_provenance_values_survive_cc_snapshots_parser(catalog):
+    """cc-snapshot deletes whitespace and braces and splits on commas: no value may hold one."""
+    import re
+
+    from sage_image.build.build import _final_properties
+    from sage_image.build.sources import FetchedSource
+    plan = plan_build(catalog, BuildRequest(release="bookworm", variant="sage",
+                                            timestamp=1700000000))
+    fetched = tuple(FetchedSource(name=s.name, url=s.url, commit=c * 40, pinned=s.pinned,
+                                  path=s.path, stand_in=c in "ab")
+                    for s, c in zip(plan.sources, "abcde", strict=True))
+    properties = _final_properties(plan, fetched)
+    assert properties["build-source-cc-snapshot"] == "a" * 40
+    assert properties["build-stand-ins"] == "cc-snapshot+waggle-node"
+    assert [k for k, v in properties.items() if re.search(r"[\s,{}]", v)] == []
