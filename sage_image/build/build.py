@@ -131,9 +131,13 @@ def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
 
 
 def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> dict[str, str]:
+    """cc-snapshot copies provenance.json into its snapshot's properties after deleting all
+    whitespace and braces and splitting on commas: no value may hold a comma or whitespace, so a
+    list is one key per item (build-source-NAME) or joined with '+' (build-stand-ins)."""
     properties = dict(plan.properties)
-    properties["build-sources"] = ",".join(f"{s.name}={s.commit}" for s in fetched)
-    properties["build-stand-ins"] = ",".join(s.name for s in fetched if s.stand_in)
+    for source in fetched:
+        properties[f"build-source-{source.name}"] = source.commit
+    properties["build-stand-ins"] = "+".join(s.name for s in fetched if s.stand_in)
     if plan.python and plan.python.lock:
         # One value pins every Python package (the lock is /opt/sage/requirements.txt too).
         properties["build-python-lock"] = pythonlock.lock_digest(plan.python.lock)
@@ -175,6 +179,8 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
         "checks": list(plan.checks), "packages": installed["packages"],
         "package_arch": installed["package_arch"],
         "python_packages": installed["python_packages"], "phases": phases,
+        "ntp": {"servers": list(plan.ntp_servers), "pool": plan.ntp_pool},
+        "firewall": {r.kind: {"virt": r.virt, "enabled": r.enabled} for r in plan.firewall},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 

@@ -15,7 +15,14 @@ from ..console import Console, Progress, format_seconds
 from ..errors import BuildError, CommandError
 from ..runner import run
 from .build import BuildOptions, Reporter, build_image
-from .plan import BuildPlan, BuildRequest, parse_source_override, plan_build
+from .plan import (
+    ADMIN_UID,
+    ADMIN_USER,
+    BuildPlan,
+    BuildRequest,
+    parse_source_override,
+    plan_build,
+)
 
 EXAMPLE_BUILD = "sage-image build --release bookworm --variant sage --out out/bookworm-sage"
 
@@ -42,11 +49,19 @@ def add_request_flags(parser: argparse.ArgumentParser) -> None:
                         help="fetch a source from elsewhere (a URL or a local git repository)")
     parser.add_argument("--compression", choices=("zlib", "zstd"), default=None,
                         help="qcow2 compression (zstd needs OpenStack Xena or newer)")
-    parser.add_argument("--admin-user", default=None, help="add an admin user (needs --admin-keys)")
+    parser.add_argument("--admin-user", nargs="?", const=ADMIN_USER, default=None, metavar="NAME",
+                        help=f"add an admin user, uid/gid {ADMIN_UID} (default name "
+                             f"{ADMIN_USER}; needs --admin-keys)")
     parser.add_argument("--admin-keys", type=Path, default=None, metavar="FILE",
                         help="SSH public keys for --admin-user")
-    parser.add_argument("--serial-autologin", action="store_true",
-                        help="log cc in automatically on the serial console")
+    autologin = parser.add_mutually_exclusive_group()
+    autologin.add_argument("--no-serial-autologin", dest="serial_autologin",
+                           action="store_false", default=True,
+                           help="no automatic login of cc on the serial consoles (default: on, "
+                                "as Chameleon requires)")
+    # Kept for old command lines: autologin is the default now.
+    autologin.add_argument("--serial-autologin", dest="serial_autologin", action="store_true",
+                           help=argparse.SUPPRESS)
     parser.add_argument("--from-layer", type=Path, default=None, metavar="FILE",
                         help="start from the parent variant's saved layer instead of debootstrap")
     parser.add_argument("--save-layer", type=Path, default=None, metavar="FILE",

@@ -20,6 +20,9 @@ BUILDER_ELEMENTS = ("build-artifacts",)
 SOURCES_ELEMENT = "pinned-sources"
 LAYER_ELEMENT = "layer-export"
 ROOT_LABEL = "cloudimg-rootfs"
+# Chameleon's admin account (ImageDefs.md): name and uid/gid, when an admin user is asked for.
+ADMIN_USER = "ccadmin"
+ADMIN_UID = 1010
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class BuildRequest:
     compression: str | None = None  # default: the catalog's
     admin_user: str | None = None
     admin_keys: Path | None = None
-    serial_autologin: bool = False
+    serial_autologin: bool = True  # Chameleon requires it; --no-serial-autologin opts out
     timestamp: int = 0  # Unix seconds: build-timestamp
     builder_commit: str = "unknown"  # the sage-image source commit: build-repo-commit
     from_layer: Path | None = None  # start from the parent variant's saved root (layered build)
@@ -70,6 +73,15 @@ class PlannedPython:
     index_url: str
     lock: Path | None  # None: the catalog has no lock for this release (the build refuses)
     python: str | None  # the release's Python version the lock was made for
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """At boot the image finds its site kind by `virt` and turns the firewall on or off."""
+
+    kind: str
+    virt: str
+    enabled: bool
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,9 @@ class BuildPlan:
     python: PlannedPython | None = None
     boot_cmdline: str = f"root=LABEL={ROOT_LABEL} ro console=ttyS0,115200"
     warnings: tuple[str, ...] = field(default=())
+    ntp_servers: tuple[str, ...] = ()  # every target site's servers, in catalog order
+    ntp_pool: bool = True  # a target site has no servers of its own: the distribution's pool
+    firewall: tuple[FirewallRule, ...] = ()
 
 
 def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
@@ -118,11 +133,15 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
     compression = request.compression or catalog.builder.compression
     if compression not in ("zlib", "zstd"):
         raise UsageError(f"unknown compression '{compression}' (known: zlib, zstd)")
+    ntp_servers, ntp_pool = _ntp(catalog, sites)
+    firewall = tuple(FirewallRule(kind=k.name, virt=k.virt, enabled=k.firewall)
+                     for k in catalog.site_kinds.values())
     return BuildPlan(
         name=name, release=release.name, variant=variant, arch=arch, family=release.family,
         os_version=release.version, dib_arch=catalog.arches[arch].dib_arch,
         qemu_arch=catalog.arches[arch].qemu_arch, sites=sites, elements=elements,
-        env=MappingProxyType(_dib_env(catalog, request, release)),
+        env=MappingProxyType(_dib_env(catalog, request, release)
+                             | _runtime_env(ntp_servers, ntp_pool, firewall)),
         formats=tuple(sorted({catalog.site_kinds[k].disk_format for k in kinds})),
         compression=compression, sources=sources,
         properties=MappingProxyType(_properties(catalog, request, name, release)),
@@ -133,7 +152,27 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
         admin_keys=request.admin_keys, from_layer=request.from_layer,
         save_layer=request.save_layer, layer_only=request.layer_only,
         python=_plan_python(catalog, request),
+        ntp_servers=ntp_servers, ntp_pool=ntp_pool, firewall=firewall,
     )
+
+
+def _ntp(catalog: Catalog, sites: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """One image serves all its target sites: chrony gets every site's servers (it uses those
+    that answer), plus the distribution's pool when a site has none of its own."""
+    servers = tuple(dict.fromkeys(n for s in sites for n in catalog.sites[s].ntp))
+    return servers, any(not catalog.sites[s].ntp for s in sites)
+
+
+def _runtime_env(ntp_servers: tuple[str, ...], ntp_pool: bool,
+                 firewall: tuple[FirewallRule, ...]) -> dict[str, str]:
+    """What the image decides at boot, as data for the chameleon-common element."""
+    return {
+        "DIB_CC_NTP_SERVERS": " ".join(ntp_servers),
+        "DIB_CC_NTP_POOL": "1" if ntp_pool else "0",
+        # "KIND:VIRT:on|off ..." - every kind, so the image is right wherever it boots
+        "DIB_CC_FIREWALL": " ".join(f"{r.kind}:{r.virt}:{'on' if r.enabled else 'off'}"
+                                    for r in firewall),
+    }
 
 
 def _plan_python(catalog: Catalog, request: BuildRequest) -> PlannedPython | None:
@@ -232,6 +271,7 @@ def _dib_env(catalog: Catalog, request: BuildRequest, release: Release) -> dict[
         env["DIB_IMAGE_EXTRA_SIZE"] = str(catalog.builder.image_extra_mb)
     if request.admin_user:
         env["DIB_CC_ADMIN_USER"] = request.admin_user
+        env["DIB_CC_ADMIN_UID"] = str(ADMIN_UID)
     for variant in catalog.variant_chain(request.variant):
         if variant.cuda:
             cuda = variant.cuda

@@ -22,6 +22,9 @@ from .elements import known_elements
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
 FAMILIES = ("ubuntu", "debian")
 DISK_FORMATS = ("qcow2", "raw")
+# site_kinds.*.virt: what `systemd-detect-virt --vm` says where the kind runs (none = bare metal).
+VIRT_KINDS = ("none", "vm")
+NTP_SERVER_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$")
 COMPRESSIONS = ("zlib", "zstd")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 K8S_VERSION_RE = re.compile(r"^1\.\d{1,2}$")
@@ -110,6 +113,8 @@ class SiteKind:
     name: str
     elements: tuple[str, ...]
     disk_format: str
+    virt: str = "none"  # VIRT_KINDS: how an image knows at boot it runs on this kind
+    firewall: bool = False  # host firewall on at boot (inbound SSH only)
 
 
 @dataclass(frozen=True)
@@ -118,6 +123,7 @@ class Site:
     kind: str
     cloud: str
     arches: tuple[str, ...]
+    ntp: tuple[str, ...] = ()  # the site's NTP servers; empty: the distribution's pool
 
 
 @dataclass(frozen=True)
@@ -517,18 +523,26 @@ class _Parser:
 
     def site_kind(self, name: str, raw: Any, elements: frozenset[str]) -> SiteKind:
         w = ("site_kinds", name)
-        k = self.mapping(raw, w, required=("elements", "disk_format"))
+        k = self.mapping(raw, w, required=("elements", "disk_format", "virt", "firewall"))
+        if not isinstance(k["firewall"], bool):
+            raise self.fail(w + ("firewall",), f"expected true or false, got {k['firewall']!r}")
         return SiteKind(name=name,
                         elements=self.choices(k["elements"], w + ("elements",), elements, "element"),
                         disk_format=self.choice(k["disk_format"], w + ("disk_format",),
-                                                DISK_FORMATS, "disk format"))
+                                                DISK_FORMATS, "disk format"),
+                        virt=self.choice(k["virt"], w + ("virt",), VIRT_KINDS, "virt"),
+                        firewall=k["firewall"])
 
     def site(self, name: str, raw: Any, kinds: dict[str, SiteKind], arches: dict[str, Arch]) -> Site:
         w = ("sites", name)
-        s = self.mapping(raw, w, required=("kind", "cloud", "arches"))
+        s = self.mapping(raw, w, required=("kind", "cloud", "arches"), optional=("ntp",))
+        ntp = self.strings(s.get("ntp") or [], w + ("ntp",))
+        for i, server in enumerate(ntp):
+            if not NTP_SERVER_RE.match(server):
+                raise self.fail(w + ("ntp", i), f"expected a host name or address, got {server!r}")
         return Site(name=name, kind=self.choice(s["kind"], w + ("kind",), kinds, "site kind"),
                     cloud=self.string(s["cloud"], w + ("cloud",)),
-                    arches=self.choices(s["arches"], w + ("arches",), arches, "arch"))
+                    arches=self.choices(s["arches"], w + ("arches",), arches, "arch"), ntp=ntp)
 
     def source(self, name: str, raw: Any) -> Source:
         w = ("sources", name)

@@ -19,7 +19,7 @@ BUSYBOX_TAG = "sage-image-test/busybox:1"
 # Debian's busybox-static puts the binary here; the dynamic busybox would need libc in the image.
 BUSYBOX_PATHS = {"x86_64": ("/bin/busybox", "/usr/bin/busybox")}
 DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
-APPLETS = ("sh", "echo", "cat", "ls", "true", "sleep", "id")
+APPLETS = ("sh", "echo", "cat", "ls", "true", "sleep", "id", "nc")
 
 
 def build_asset(name: str, dest_dir: Path, *, qemu_arch: str) -> Path:

@@ -74,6 +74,32 @@ def compare_source_commits(output: str, manifest: Mapping[str, Any]) -> str | No
     return _summary(diffs)
 
 
+def compare_ntp(output: str, manifest: Mapping[str, Any]) -> str | None:
+    """chrony runs (timesyncd does not) with exactly the manifest's servers, and the
+    distribution's pool only if the manifest says so. Lines: `chrony=STATE`,
+    `timesyncd=STATE`, `tracking=ok|fail`, then `server HOST` / `pool HOST` as configured."""
+    state = dict(ln.split("=", 1) for ln in output.splitlines() if "=" in ln)
+    diffs = []
+    if state.get("chrony") != "active":
+        diffs.append(f"chrony is {state.get('chrony', 'missing')}")
+    if state.get("timesyncd") == "active":
+        diffs.append("systemd-timesyncd is active")
+    if state.get("tracking") != "ok":
+        diffs.append("chronyc cannot talk to chronyd")
+    words = [ln.split() for ln in output.splitlines() if ln.startswith(("server ", "pool "))]
+    servers = [w[1] for w in words if w[0] == "server"]
+    pools = [w[1] for w in words if w[0] == "pool"]
+    ntp = manifest.get("ntp") or {}
+    wanted = [str(s) for s in ntp.get("servers", [])]
+    if sorted(servers) != sorted(wanted):
+        diffs.append(f"servers {' '.join(servers) or '(none)'} != manifest "
+                     f"{' '.join(wanted) or '(none)'}")
+    if bool(pools) != bool(ntp.get("pool", True)):
+        diffs.append(f"pool {' '.join(pools) or '(none)'} but the manifest says pool="
+                     f"{bool(ntp.get('pool', True))}".lower())
+    return _summary(diffs)
+
+
 def source_entries(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """The manifest's sources that have a path in the image (only those can be checked)."""
     return {name: {"path": str(s["path"]), "commit": str(s["commit"])}
@@ -85,6 +111,7 @@ COMPARATORS: dict[str, Callable[[str, Mapping[str, Any]], str | None]] = {
     "provenance": compare_provenance,
     "packages": compare_packages,
     "source-commits": compare_source_commits,
+    "ntp": compare_ntp,
 }
 
 

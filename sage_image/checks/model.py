@@ -19,8 +19,8 @@ from ..catalog.model import Catalog, did_you_mean
 from ..errors import ConfigError, UsageError
 
 DEFAULT_CHECKS = Path(__file__).with_name("checks.yaml")
-COMPARISONS = ("provenance", "packages", "source-commits")
-PROBES = ("sshd-auth",)
+COMPARISONS = ("provenance", "packages", "source-commits", "ntp")
+PROBES = ("sshd-auth", "ssh-audit")
 ASSETS = ("docker-busybox",)
 DEFAULT_TIMEOUT = 120.0
 # Placeholders a command or reason may use; other braces are left alone (shell, Go templates).

@@ -4,6 +4,8 @@ for a check's own failure (a failing check is a result, not an error)."""
 from __future__ import annotations
 
 import re
+import shutil
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -11,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ..boot.ssh import Output, SshTarget, ssh_run, upload
-from ..errors import BootTestError
+from ..errors import BootTestError, CommandError
+from ..runner import run
 from .assets import build_asset
 from .compare import COMPARATORS
 from .model import CheckDef, Expect, render
@@ -66,6 +69,8 @@ def _evaluate(check: CheckDef, ctx: CheckContext) -> tuple[str | None, str]:
     """(None, output) when the check passes, else (what went wrong, output)."""
     if check.probe == "sshd-auth":
         return probe_sshd_auth(ctx.target, timeout=check.timeout), ""
+    if check.probe == "ssh-audit":
+        return probe_ssh_audit(ctx.target, timeout=check.timeout)
     for asset in check.assets:
         _ensure_asset(asset, ctx, timeout=check.timeout)
     assert check.run is not None  # the loader guarantees run or probe
@@ -133,6 +138,37 @@ def probe_sshd_auth(target: SshTarget, *, timeout: float) -> str | None:
     if offered & {"password", "keyboard-interactive"}:
         return f"password login is offered (methods: {methods.group(1)})"
     return None
+
+
+AUDIT_ITEM = re.compile(r"^\((\w+)\)\s+(\S+)")
+
+
+def find_ssh_audit() -> str:
+    """ssh-audit from PATH or beside this Python (the test extra installs it into the venv)."""
+    found = shutil.which("ssh-audit") or shutil.which("ssh-audit", path=str(Path(sys.executable).parent))
+    if found is None:
+        raise BootTestError("ssh-audit is not installed on this host",
+                            hint="pip install 'sage-image[test]' (or scripts/setup --test)")
+    return found
+
+
+def probe_ssh_audit(target: SshTarget, *, timeout: float) -> tuple[str | None, str]:
+    """ssh-audit against the guest's sshd: no line may be a [fail]. The connection-rate test is
+    skipped: it floods sshd (MaxStartups), which says nothing about its configuration."""
+    try:
+        out = run([find_ssh_audit(), "--no-colors", "--skip-rate-test",
+                   "--port", str(target.port), target.host], check=False, timeout=timeout)
+    except CommandError as exc:
+        return f"ssh-audit: {exc.message}", ""
+    text = out.stdout + out.stderr
+    # e.g. "(key) ecdsa-sha2-nistp256 (256-bit)  -- [fail] using elliptic curves that ..."
+    fails = [" ".join(m.groups()) if (m := AUDIT_ITEM.match(ln)) else ln.strip()
+             for ln in text.splitlines() if "[fail]" in ln]
+    if fails:
+        return f"ssh-audit reports [fail]: {'; '.join(dict.fromkeys(fails))}", text
+    if "(gen) banner" not in text:
+        return f"ssh-audit did not reach sshd: {_one_line(text) or out.returncode}", text
+    return None, text
 
 
 def _ensure_asset(name: str, ctx: CheckContext, *, timeout: float) -> None:

@@ -15,6 +15,7 @@ from sage_image.boot.ssh import Output
 from sage_image.catalog.model import load_catalog
 from sage_image.checks.assets import BUSYBOX_TAG, write_busybox_image
 from sage_image.checks.compare import (
+    compare_ntp,
     compare_packages,
     compare_provenance,
     compare_source_commits,
@@ -40,7 +41,8 @@ CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened"
                   "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
                   "sage-commands", "source-commits", "cuda-packages", "pywaggle-plugin",
                   "sage-data-client", "virtual-waggle-report", "virtual-waggle-newplugin",
-                  "beehive-config", "sage-ecr-config"}
+                  "beehive-config", "sage-ecr-config", "cc-account", "serial-autologin", "chrony", "firewall", "ssh-hostkeys", "ssh-audit",
+                  "provenance-values", "cc-snapshot", "cc-snapshot-deps", "docker-firewall"}
 
 
 def test_every_catalog_check_is_defined() -> None:
@@ -161,6 +163,19 @@ def test_compare_source_commits() -> None:
         "beehive-server: /opt/beehive-server is at cccccccccccc, manifest says bbbbbbbbbbbb"
     out = f"/opt/virtual-waggle|{'a' * 40}\n/opt/beehive-server|missing\n"
     assert "no git checkout at /opt/beehive-server" in compare_source_commits(out, MANIFEST)
+
+
+def test_compare_ntp() -> None:
+    manifest = {"ntp": {"servers": ["ntp1.example"], "pool": False}}
+    good = "chrony=active\ntimesyncd=inactive\ntracking=ok\nserver ntp1.example iburst\n"
+    assert compare_ntp(good, manifest) is None
+    assert compare_ntp(good.replace("=active", "=inactive", 1), manifest) == "chrony is inactive"
+    assert compare_ntp(good + "pool 2.debian.pool.ntp.org iburst\n", manifest) == \
+        "pool 2.debian.pool.ntp.org but the manifest says pool=false"
+    timesyncd = "chrony=active\ntimesyncd=active\ntracking=fail\n"
+    assert compare_ntp(timesyncd, {"ntp": {"servers": [], "pool": True}}) == \
+        "systemd-timesyncd is active; chronyc cannot talk to chronyd; pool (none) but the " \
+        "manifest says pool=true"
 
 
 def _report(*results: CheckResult, error: str | None = None) -> TestReport:

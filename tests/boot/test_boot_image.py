@@ -26,11 +26,15 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/build")
-SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
-               "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
+SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "serial-autologin",
+               "chrony", "firewall", "sshd-hardened", "ssh-hostkeys", "ssh-audit", "provenance",
+               "provenance-values", "packages", "cc-snapshot", "cc-snapshot-deps",
+               "docker-group", "docker-socket", "docker-run", "docker-firewall", "docker-compose",
                "sage-commands", "source-commits", "pywaggle-plugin", "sage-data-client",
                "virtual-waggle-report", "virtual-waggle-newplugin", "beehive-config",
                "sage-ecr-config")
+# Checks that need cc's sudo, which broken_sage breaks: broken_chameleon breaks these instead.
+SUDO_CHECKS = ("firewall", "ssh-hostkeys", "ssh-audit", "cc-snapshot", "docker-firewall")
 SITE_PACKAGES = "/opt/sage/venv/lib/python3.11/site-packages"
 # The wrapper as it was before issue 12: every command ran in the checkout, so newplugin wrote
 # the plugin into /opt/virtual-waggle (group-writable) instead of the user's directory.
@@ -130,9 +134,11 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     raw, manifest = _copy_for_breaking(built_sage, work / "out")
     cfg = "/etc/cloud/cloud.cfg.d/50-chameleon.cfg"
     chameleon = re.sub(r"(groups: \[[^\]]*)\bdocker\b,? ?", r"\1", _read(raw, cfg))
-    assert "docker" not in chameleon
+    assert "docker" not in chameleon and "uid: 1000" in chameleon
+    chameleon = chameleon.replace("uid: 1000", "uid: 1001")                   # cc-account
     provenance = json.loads(_read(raw, "/opt/chameleon/provenance.json"))
     provenance["build-tag"] = "tampered"
+    provenance["zz-list"] = "a=1,b=2"                                          # provenance-values
     _edit(raw, work, {
         cfg: (chameleon, 0o644),                                               # docker-group
         "/etc/cloud/cloud.cfg.d/99-broken.cfg":
@@ -153,7 +159,11 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "/opt/beehive-server/do.sh": ("case $1 in\n", 0o755),                  # beehive-config
         "/opt/sage-ecr/docker-compose.yml":
             ("version: '2.4'\nservices:\n  api: {}\n", 0o644),                  # sage-ecr-config
-    }, mkdirs=("/etc/systemd/system/docker.socket.d",))
+        "/etc/systemd/system/serial-getty@.service.d/chameleon-autologin.conf": None,
+        "/etc/systemd/system/chrony.service.d/zz-broken.conf":                 # chrony
+            ("[Unit]\nConditionPathExists=/sage-image-broken\n", 0o644),
+        "/usr/bin/virt-sysprep": None,                                         # cc-snapshot-deps
+    }, mkdirs=("/etc/systemd/system/docker.socket.d", "/etc/systemd/system/chrony.service.d"))
     manifest["packages"]["sage-image-missing-package"] = "1.0"                  # packages
     manifest["python_packages"]["sage-image-missing-wheel"] = "1.0"             # (python too)
     manifest["sources"]["beehive-server"]["commit"] = "0" * 40                  # source-commits
@@ -188,11 +198,18 @@ EXPECTED_FAILURES = {
                                 "user's directory: newplugin wrote into /opt/virtual-waggle",
     "beehive-config": "beehive-server's pinned code or compose files do not validate: ",
     "sage-ecr-config": "the Edge Code Repository's compose file does not validate: ",
+    "cc-account": "cc is not uid/gid 1000 with bash (uid:gid:shell:group of gid 1000): 1001:",
+    "serial-autologin": "cc is not logged in automatically on the serial console: "
+                        "serial-getty@ttyS0 has no --autologin",
+    "chrony": "time sync is not chrony with the catalog's servers: chrony is inactive",
+    "provenance-values": "cc-snapshot would garble /opt/chameleon/provenance.json: values with "
+                         "a comma, whitespace or brace: zz-list='a=1,b=2'",
+    "cc-snapshot-deps": "cc-snapshot's dependencies are missing: missing: virt-sysprep",
 }
 
 
 def test_broken_image_fails_each_check_with_its_reason(broken_sage: Path) -> None:
-    names = ",".join(list(SAGE_CHECKS) + ["cuda-packages"])
+    names = ",".join([c for c in SAGE_CHECKS if c not in SUDO_CHECKS] + ["cuda-packages"])
     proc = sage_image("test", str(broken_sage), "--json", "--checks", names)
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
@@ -212,6 +229,54 @@ def test_broken_image_fails_each_check_with_its_reason(broken_sage: Path) -> Non
     logs = {Path(p).name for p in report["logs"]}
     assert {"serial.log", "cloud-init.log"} <= logs
     assert "bootcmd" in (broken_sage / "test-logs" / "cloud-init.log").read_text()
+
+
+@pytest.fixture(scope="session")
+def broken_chameleon(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The checks that need sudo, broken with sudo intact: the firewall decided on under KVM and
+    its ruleset flushing every table (Docker's too), an ECDSA host key, and cc-snapshot
+    installed without its no-self-update wrapper (as the image had it before)."""
+    work = tmp_path_factory.mktemp("broken-chameleon")
+    raw, manifest = _copy_for_breaking(built_sage, work / "out")
+    conf = _read(raw, "/etc/chameleon/firewall.conf")
+    assert "kvm vm off" in conf
+    rules = _read(raw, "/etc/chameleon/firewall.nft")
+    _edit(raw, work, {
+        "/etc/chameleon/firewall.conf": (conf.replace("kvm vm off", "kvm vm on"), 0o644),
+        "/etc/chameleon/firewall.nft": ("flush ruleset\n" + rules, 0o644),   # docker-firewall
+        "/etc/cloud/cloud.cfg.d/99-broken.cfg":
+            ("ssh_genkeytypes: [ed25519, rsa, ecdsa]\n", 0o644),
+        "/etc/ssh/sshd_config.d/00-broken.conf":
+            ("HostKey /etc/ssh/ssh_host_ecdsa_key\n", 0o644),              # ssh-hostkeys, -audit
+        "/usr/bin/cc-snapshot": (_read(raw, "/opt/cc-snapshot/cc-snapshot"), 0o755),
+    })
+    (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return work / "out"
+
+
+SUDO_FAILURES = {
+    "firewall": "the host firewall is wrong: booted under virt=",   # ... must be off; decided on
+    "ssh-hostkeys": "SSH host keys must be ed25519 and RSA only: keys: ecdsa ed25519 rsa; "
+                    "sshd HostKey: ecdsa ed25519 rsa",
+    "ssh-audit": "ssh-audit finds a weakness in sshd: ssh-audit reports [fail]: ",
+    "cc-snapshot": "cc-snapshot does not work offline as pinned: cc-snapshot tried to download: "
+                   "curl ",
+    "docker-firewall": "Docker and the host firewall fight: Docker's NAT rules are gone",
+}
+
+
+def test_broken_chameleon_image_fails_each_sudo_check(broken_chameleon: Path) -> None:
+    proc = sage_image("test", str(broken_chameleon), "--json",
+                      "--checks", ",".join(("ssh-login", "sudo") + SUDO_CHECKS))
+    assert proc.returncode == 1, proc.stderr
+    reasons = {c["name"]: c["reason"] for c in json.loads(proc.stdout)["checks"]}
+    assert reasons.pop("ssh-login") is None and reasons.pop("sudo") is None
+    wrong = {name: reasons.get(name) for name, expected in SUDO_FAILURES.items()
+             if not (reasons.get(name) or "").startswith(expected)}
+    assert wrong == {}, wrong
+    assert "must be off; decided: kvm on" in reasons["firewall"]
+    assert "ecdsa" in reasons["ssh-audit"]
+    assert "raw.githubusercontent.com/ChameleonCloud/cc-snapshot/master" in reasons["cc-snapshot"]
 
 
 def test_ssh_login_fails_when_sshd_refuses_cc(built_sage: Path, tmp_path: Path) -> None:

@@ -57,6 +57,12 @@ BROKEN = [
     ("  compression: zlib\n", "  compression: zlib\n  colour: red\n", "builder.colour: unknown setting 'colour'"),
     ("    path: /opt/sage-ecr", "    path: opt/sage-ecr", "sources.sage-ecr.path: expected an absolute path"),
     ("schema: 1", "schema: 7", "schema: unsupported schema 7"),
+    ("    virt: vm\n", "    virt: kvm\n", "site_kinds.kvm.virt: unknown virt 'kvm'"),
+    ("    firewall: true\n", "    firewall: yes please\n",
+     "site_kinds.baremetal.firewall: expected true or false"),
+    ("    cloud: chi-ncar\n    arches: [amd64]\n    ntp: []\n",
+     "    cloud: chi-ncar\n    arches: [amd64]\n    ntp: [\"ntp one.example\"]\n",
+     "sites.CHI@NCAR.ntp[0]: expected a host name or address"),
     ('mirrors: {amd64: "http://deb.debian.org/debian", arm64: "http://deb.debian.org/debian"}\n'
      '    security_mirror: "http://deb.debian.org/debian-security"\n'
      '    env: {DIB_DEBIAN_COMPONENTS: "main,contrib,non-free,non-free-firmware"}\n  trixie',

@@ -125,3 +125,20 @@ def test_seed_command_line_still_works_and_fails_cleanly():
     help_text = subprocess.run([sys.executable, "-m", "sage_image.seed_cli", "--help"],
                                capture_output=True, text=True).stdout
     assert "--region" in help_text and "example:" in help_text
+
+
+@pytest.mark.parametrize("flags,autologin,admin", [
+    ([], True, None),
+    (["--serial-autologin"], True, None),          # the old opt-in flag still parses
+    (["--no-serial-autologin"], False, None),
+    (["--admin-user", "--admin-keys", "k.pub"], True, "ccadmin"),
+    (["--admin-user", "ops", "--admin-keys", "k.pub"], True, "ops"),
+])
+def test_serial_autologin_and_admin_user_flags(flags, autologin, admin):
+    import argparse
+
+    from sage_image.build.commands import add_request_flags
+    parser = argparse.ArgumentParser()
+    add_request_flags(parser)
+    args = parser.parse_args(["--release", "bookworm", "--variant", "base", *flags])
+    assert args.serial_autologin is autologin and args.admin_user == admin

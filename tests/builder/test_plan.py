@@ -134,3 +134,71 @@ def test_parse_source_override(text, expected):
 def test_parse_source_override_refuses_malformed(text):
     with pytest.raises(UsageError, match="expected NAME=URL_OR_PATH"):
         parse_source_override(text)
+
+
+def _with_ntp(catalog_text: str, write_catalog, servers: dict[str, str]):
+    for cloud, value in servers.items():
+        old = f"    cloud: {cloud}"
+        start = catalog_text.index(old)
+        at = catalog_text.index("    ntp: []\n", start)
+        catalog_text = catalog_text[:at] + f"    ntp: {value}\n" + catalog_text[at + 12:]
+    return load_catalog(write_catalog(catalog_text))
+
+
+def test_ntp_servers_of_every_target_site_and_the_pool_only_when_a_site_has_none(
+        catalog_text, write_catalog):
+    catalog = _with_ntp(catalog_text, write_catalog, {
+        "chi-uc": "[ntp1.uc.example, ntp2.uc.example]", "chi-tacc": "[ntp.tacc.example]",
+        "kvm-tacc": "[ntp.tacc.example]"})
+    both = plan_build(catalog, BuildRequest(release="bookworm", variant="base",
+                                            sites=("CHI@UC", "KVM@TACC", "CHI@TACC")))
+    assert both.ntp_servers == ("ntp1.uc.example", "ntp2.uc.example", "ntp.tacc.example")
+    assert not both.ntp_pool and both.env["DIB_CC_NTP_POOL"] == "0"
+    assert both.env["DIB_CC_NTP_SERVERS"] == "ntp1.uc.example ntp2.uc.example ntp.tacc.example"
+    # CHI@NCAR has no servers of its own: the distribution's pool stays
+    every = plan_build(catalog, BuildRequest(release="bookworm", variant="base"))
+    assert every.ntp_pool and "ntp.tacc.example" in every.ntp_servers
+
+
+def test_default_catalog_ntp_is_the_pool(catalog):
+    plan = plan_build(catalog, BuildRequest(release="bookworm", variant="base"))
+    assert plan.ntp_servers == () and plan.ntp_pool
+    assert plan.env["DIB_CC_NTP_SERVERS"] == "" and plan.env["DIB_CC_NTP_POOL"] == "1"
+
+
+def test_firewall_rules_for_every_kind_even_for_one_site(catalog):
+    """One build per image: the image decides at boot, so it carries every kind's rule."""
+    plan = plan_build(catalog, BuildRequest(release="bookworm", variant="base", sites=("CHI@UC",)))
+    assert plan.env["DIB_CC_FIREWALL"] == "baremetal:none:on kvm:vm:off"
+    assert {(r.kind, r.virt, r.enabled) for r in plan.firewall} == {
+        ("baremetal", "none", True), ("kvm", "vm", False)}
+
+
+def test_serial_autologin_by_default_and_admin_uid(catalog, tmp_path):
+    plan = plan_build(catalog, BuildRequest(release="bookworm", variant="base"))
+    assert plan.env["DIB_CC_SERIAL_AUTOLOGIN"] == "1" and "DIB_CC_ADMIN_USER" not in plan.env
+    off = plan_build(catalog, BuildRequest(release="bookworm", variant="base",
+                                           serial_autologin=False))
+    assert off.env["DIB_CC_SERIAL_AUTOLOGIN"] == "0"
+    keys = tmp_path / "keys.pub"
+    keys.write_text("ssh-ed25519 AAAA admin\n")
+    admin = plan_build(catalog, BuildRequest(release="bookworm", variant="base",
+                                             admin_user="ccadmin", admin_keys=keys))
+    assert admin.env["DIB_CC_ADMIN_USER"] == "ccadmin" and admin.env["DIB_CC_ADMIN_UID"] == "1010"
+
+
+def test_provenance_values_survive_cc_snapshots_parser(catalog):
+    """cc-snapshot deletes whitespace and braces and splits on commas: no value may hold one."""
+    import re
+
+    from sage_image.build.build import _final_properties
+    from sage_image.build.sources import FetchedSource
+    plan = plan_build(catalog, BuildRequest(release="bookworm", variant="sage",
+                                            timestamp=1700000000))
+    fetched = tuple(FetchedSource(name=s.name, url=s.url, commit=c * 40, pinned=s.pinned,
+                                  path=s.path, stand_in=c in "ab")
+                    for s, c in zip(plan.sources, "abcde", strict=True))
+    properties = _final_properties(plan, fetched)
+    assert properties["build-source-cc-snapshot"] == "a" * 40
+    assert properties["build-stand-ins"] == "cc-snapshot+waggle-node"
+    assert [k for k, v in properties.items() if re.search(r"[\s,{}]", v)] == []

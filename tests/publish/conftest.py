@@ -97,7 +97,7 @@ class BuildFactory:
                  "build-arch": arch, "build-repo": "https://example.invalid/sage-image-builder",
                  "build-repo-commit": uuid.uuid4().hex * 1, "build-timestamp": str(timestamp),
                  "build-tag": f"sage-image-12-{timestamp}", "build-image-name": name,
-                 "build-sources": "waggle-node=09a85ed3", "build-stand-ins": ""}
+                 "build-source-waggle-node": "09a85ed3", "build-stand-ins": ""}
         manifest = {"schema": 1, "name": name, "release": "bookworm", "variant": "sage",
                     "arch": arch, "family": "debian", "os_version": "12",
                     "qemu_arch": "x86_64" if arch == "amd64" else "aarch64",
