@@ -33,6 +33,7 @@ class TestReport:
     finished: str
     error: str | None = None  # why the guest could not be tested at all (boot failure)
     logs: tuple[str, ...] = ()
+    firmware: str | None = None  # what the guest booted with, read in it: bios / uefi
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -47,7 +48,7 @@ class TestReport:
         return {
             "schema": 1, "name": self.name, "tested_file": self.tested_file,
             "tested_sha512": self.tested_sha512, "passed": self.passed, "mode": self.mode,
-            "accel": self.accel,
+            "accel": self.accel, "firmware": self.firmware,
             "checks": [{"name": c.name, "passed": c.passed, "seconds": c.seconds,
                         "reason": c.reason} for c in self.checks],
             "boot_seconds": self.boot_seconds, "started": self.started,

@@ -27,8 +27,8 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/build")
 SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
-               "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
-               "sage-commands", "source-commits")
+               "packages", "partition-table", "docker-group", "docker-socket", "docker-run",
+               "docker-compose", "sage-commands", "source-commits")
 
 
 def source_tree_hash() -> str:
@@ -139,6 +139,10 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "/usr/bin/docker-compose": None,                                       # docker-compose
         "/usr/local/bin/sage-ecr": None,                                       # sage-commands
     }, mkdirs=("/etc/systemd/system/docker.socket.d",))
+    # partition-table: the ESP and the BIOS boot partition retyped as plain Linux partitions (the
+    # ESP's filesystem stays, so /boot/efi still mounts and the boot is unchanged)
+    subprocess.run(["sgdisk", "--typecode=1:8300", "--typecode=2:8300", str(raw)], check=True,
+                   capture_output=True)
     manifest["packages"]["sage-image-missing-package"] = "1.0"                  # packages
     manifest["sources"]["beehive-server"]["commit"] = "0" * 40                  # source-commits
     (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
@@ -164,6 +168,10 @@ EXPECTED_FAILURES = {
                      "not found",
     "source-commits": "a checkout under /opt is not at the manifest's commit: beehive-server: "
                       "/opt/beehive-server is at ",
+    "partition-table": "the boot disk's partition table is not the image's layout: partition 1 "
+                       "(EFI system partition) has type 0fc63daf-8483-4772-8e79-3d69d8477de4, "
+                       "layout hybrid wants c12a7328-f81f-11d2-ba4b-00a0c93ec93b; partition 2 "
+                       "(BIOS boot partition) has type 0fc63daf",
     "cuda-packages": "the NVIDIA driver or CUDA packages are not installed: no nvidia-driver",
 }
 
