@@ -151,7 +151,9 @@ def block_device_config(layout: Layout) -> str:
     config = [{"local_loop": {"name": "image0"}},
               {"partitioning": {"base": "image0", "label": layout.label,
                                 "partitions": partitions}}]
-    return yaml.safe_dump(config, sort_keys=False)
+    # One line (flow style): it is an environment variable, shown by `sage-image plan`.
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=True,
+                          width=1 << 16).strip()
 
 
 def _validate_names(catalog: Catalog, request: BuildRequest) -> tuple[Release, str, str]:
