@@ -7,7 +7,8 @@ passed"). The 1-minute load average is recorded too: on a shared 2-core machine,
 depends on what else runs.
 
 usage: .venv/bin/python bench/boot_test.py OUT_DIR [--runs N] [--firmware-runs N]
-                                           [--accel tcg] [--markdown]
+                                           [--uefi-runs N] [--checks A,B] [--accel tcg]
+                                           [--markdown]
 example: .venv/bin/python bench/boot_test.py /work/images/bookworm-sage --runs 2 --markdown
 """
 
@@ -26,7 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_once(out: Path, *, firmware: bool, accel: str, boot_timeout: float) -> dict:
+def run_once(out: Path, *, firmware: bool, accel: str, boot_timeout: float, uefi: bool = False,
+             checks: str = "") -> dict:
     # A hard-linked copy: results go there, the shared build folder is left alone.
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
         copy = Path(tmp) / out.name
@@ -35,6 +37,8 @@ def run_once(out: Path, *, firmware: bool, accel: str, boot_timeout: float) -> d
         argv = [sys.executable, "-m", "sage_image.cli", "test", str(copy), "--json",
                 "--accel", accel, "--boot-timeout", str(boot_timeout)]
         argv += ["--firmware"] if firmware else []
+        argv += ["--uefi"] if uefi else []
+        argv += ["--checks", checks] if checks else []
         load = os.getloadavg()[0]
         start = time.monotonic()
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)
@@ -42,7 +46,8 @@ def run_once(out: Path, *, firmware: bool, accel: str, boot_timeout: float) -> d
     report = json.loads(proc.stdout)
     checks = sum(c["seconds"] for c in report["checks"])
     boot = report["boot_seconds"] or 0.0
-    return {"mode": report["mode"], "accel": report["accel"], "passed": report["passed"],
+    mode = report["mode"] + (" (UEFI)" if uefi else " (SeaBIOS)" if firmware else "")
+    return {"mode": mode, "accel": report["accel"], "passed": report["passed"],
             "wall_s": round(wall, 1), "boot_s": boot, "checks_s": round(checks, 1),
             "boot_to_checks_passed_s": round(boot + checks, 1), "load_1min": round(load, 2),
             "slowest": sorted(((c["seconds"], c["name"]) for c in report["checks"]),
@@ -68,15 +73,18 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="a build output folder (manifest.json)")
     parser.add_argument("--runs", type=int, default=1, help="direct-boot runs (default 1)")
     parser.add_argument("--firmware-runs", type=int, default=1,
-                        help="firmware-boot runs (default 1; each takes minutes under TCG)")
+                        help="SeaBIOS boot runs (default 1; each takes minutes under TCG)")
+    parser.add_argument("--uefi-runs", type=int, default=0, help="OVMF boot runs (default 0)")
+    parser.add_argument("--checks", default="", help="only these checks (default: all)")
     parser.add_argument("--accel", default="tcg", choices=("tcg", "kvm", "auto"))
     parser.add_argument("--boot-timeout", type=float, default=2400,
                         help="per boot (default 2400 s: a loaded machine slows TCG a lot)")
     parser.add_argument("--markdown", action="store_true", help="print a Markdown table")
     args = parser.parse_args()
-    common = {"accel": args.accel, "boot_timeout": args.boot_timeout}
+    common = {"accel": args.accel, "boot_timeout": args.boot_timeout, "checks": args.checks}
     rows = [run_once(args.out, firmware=False, **common) for _ in range(args.runs)]
     rows += [run_once(args.out, firmware=True, **common) for _ in range(args.firmware_runs)]
+    rows += [run_once(args.out, firmware=True, uefi=True, **common) for _ in range(args.uefi_runs)]
     print(markdown(rows) if args.markdown else json.dumps(rows, indent=2))
     return 0 if all(r["passed"] for r in rows) else 1
 

@@ -24,6 +24,7 @@ from typing import Any
 import diskimage_builder.version as dib_version
 
 from .. import __version__
+from ..catalog.model import Layout
 from ..errors import BuildError
 from ..folders import check_folder, make_folder
 from . import artifacts, devmapper, preflight, pythonlock, sbom
@@ -176,6 +177,7 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
         "layer": {"only": plan.layer_only,
                   "from": str(plan.from_layer) if plan.from_layer else None,
                   "saved": str(plan.save_layer) if plan.save_layer else None},
+        "layout": layout_manifest(plan.layout) if plan.layout else None,
         "checks": list(plan.checks), "packages": installed["packages"],
         "package_arch": installed["package_arch"],
         "python_packages": installed["python_packages"], "phases": phases,
@@ -183,6 +185,14 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
         "firewall": {r.kind: {"virt": r.virt, "enabled": r.enabled} for r in plan.firewall},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def layout_manifest(layout: Layout) -> dict[str, Any]:
+    """The disk layout as built: what the partition-table check and publish's firmware read."""
+    return {"name": layout.name, "label": layout.label, "firmware": list(layout.firmware),
+            "partitions": [{"name": p.name, "role": p.role, "type": layout.type_id(p.role),
+                            "size": p.size, "fs": p.fs, "mount": p.mount}
+                           for p in layout.partitions]}
 
 
 # -- the work area: isolated per build, always swept -------------------------------------------

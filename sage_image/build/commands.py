@@ -126,6 +126,11 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
             ("formats", ", ".join(plan.formats) + f" (qcow2 compression {plan.compression})"),
             ("elements", " ".join(plan.elements)), ("mirror", plan.mirror),
             ("output", str(plan.out_dir)), ("checks", ", ".join(plan.checks))]
+    if plan.layout:
+        parts = ", ".join(f"{p.name} {p.size}" + (f" {p.fs} {p.mount}" if p.fs else "")
+                          for p in plan.layout.partitions)
+        rows.append(("layout", f"{plan.layout.name}: {plan.layout.label} ({parts}); boots "
+                               f"{' + '.join(plan.layout.firmware)}"))
     rows += [(f"source {s.name}", f"{s.url} @ {s.commit or 'HEAD'} -> {s.path}")
              for s in plan.sources]
     rows += [(f"env {k}", v) for k, v in sorted(plan.env.items())]

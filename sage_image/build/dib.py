@@ -1,15 +1,18 @@
 """Running diskimage-builder: its environment, the shims it needs here, its log and phases.
 
-DIB calls ``sudo`` for privileged steps even as root, and ``kpartx``/``dmsetup`` for partitions.
-A per-build ``bin/`` folder first on PATH answers those: ``sudo`` runs the command directly
-(we are root; it keeps PATH so DIB finds the other shims, and like sudo it resets the
-environment unless given ``-E``), and ``kpartx``/``dmsetup`` are :mod:`.devmapper`.
+DIB calls ``sudo`` for privileged steps even as root, ``kpartx``/``dmsetup`` for partitions and
+``mount`` for their filesystems. A per-build ``bin/`` folder first on PATH answers those:
+``sudo`` runs the command directly (we are root; it keeps PATH so DIB finds the other shims,
+and like sudo it resets the environment unless given ``-E``), ``kpartx``/``dmsetup`` are
+:mod:`.devmapper`, and ``mount``/``umount`` are :mod:`.fatmount` when a FAT partition must be
+mounted on a kernel without vfat (the system's own otherwise).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import ssl
 import sys
 from collections import deque
@@ -57,6 +60,22 @@ DEVMAPPER_SHIM = """#!/bin/sh
 # sage-image: partitions through loop devices (no device-mapper here); see devmapper.py.
 export SAGE_IMAGE_DM_STATE='{state}'
 exec '{python}' -m sage_image.build.devmapper {tool} "$@"
+"""
+
+# Only `mount DEVICE DIR` (how DIB's block-device step mounts a partition) can need FAT
+# emulation; every other mount (binds, proc, remounts) goes straight to the system's.
+FATMOUNT_SHIM = """#!/bin/sh
+# sage-image: FAT partitions on a kernel without vfat; see fatmount.py.
+case "$#:$1" in
+    2:/dev/*) exec '{python}' -m sage_image.build.fatmount mount "$@" ;;
+esac
+exec '{real}' "$@"
+"""
+
+FATUMOUNT_SHIM = """#!/bin/sh
+# sage-image: writes an emulated FAT mount back with mtools first; see fatmount.py.
+grep -q ' tmpfs ' /proc/self/mounts 2>/dev/null || exec '{real}' "$@"
+exec '{python}' -m sage_image.build.fatmount umount "$@"
 """
 
 
@@ -111,6 +130,9 @@ def write_shims(paths: BuildPaths) -> None:
     for tool in ("kpartx", "dmsetup"):
         shims[tool] = DEVMAPPER_SHIM.format(state=paths.dm_state, python=sys.executable,
                                             tool=tool)
+    for tool, template in (("mount", FATMOUNT_SHIM), ("umount", FATUMOUNT_SHIM)):
+        real = shutil.which(tool, path=SYSTEM_PATH) or f"/usr/bin/{tool}"
+        shims[tool] = template.format(python=sys.executable, real=real)
     for name, text in shims.items():
         shim = paths.bin / name
         shim.write_text(text)

@@ -11,8 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
+import yaml
+
 from .. import __version__
 from ..catalog import Catalog, Release, Source, did_you_mean
+from ..catalog.model import PARTITION_ROLES, Layout
 from ..errors import UsageError
 
 # Elements sage-image itself adds to every build (see their READMEs in sage_image/elements).
@@ -111,6 +114,7 @@ class BuildPlan:
     layer_only: bool = False
     python: PlannedPython | None = None
     boot_cmdline: str = f"root=LABEL={ROOT_LABEL} ro console=ttyS0,115200"
+    layout: Layout | None = None
     warnings: tuple[str, ...] = field(default=())
     ntp_servers: tuple[str, ...] = ()  # every target site's servers, in catalog order
     ntp_pool: bool = True  # a target site has no servers of its own: the distribution's pool
@@ -124,8 +128,10 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
     kinds = sorted({catalog.sites[s].kind for s in sites})
     site_elements = tuple(dict.fromkeys(e for k in kinds for e in catalog.site_kinds[k].elements))
     sources = _plan_sources(catalog, request)
+    layout = catalog.layouts[catalog.arches[arch].layout]
     elements = tuple(dict.fromkeys(
-        (release.element,) + catalog.arches[arch].elements + catalog.variant_elements(variant)
+        (release.element,) + catalog.arches[arch].elements + (layout.element,)
+        + catalog.variant_elements(variant)
         + site_elements + ((SOURCES_ELEMENT,) if sources else ()) + BUILDER_ELEMENTS
         + ((LAYER_ELEMENT,) if request.save_layer else ())
         + (("no-final-image",) if request.layer_only else ())))
@@ -141,7 +147,8 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
         os_version=release.version, dib_arch=catalog.arches[arch].dib_arch,
         qemu_arch=catalog.arches[arch].qemu_arch, sites=sites, elements=elements,
         env=MappingProxyType(_dib_env(catalog, request, release)
-                             | _runtime_env(ntp_servers, ntp_pool, firewall)),
+                             | _runtime_env(ntp_servers, ntp_pool, firewall)
+                             | {"DIB_BLOCK_DEVICE_CONFIG": block_device_config(layout)}),
         formats=tuple(sorted({catalog.site_kinds[k].disk_format for k in kinds})),
         compression=compression, sources=sources,
         properties=MappingProxyType(_properties(catalog, request, name, release)),
@@ -150,7 +157,7 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
         mirror=release.mirrors[arch],
         out_dir=request.out_dir or Path("out") / f"{release.name}-{variant}-{arch}",
         admin_keys=request.admin_keys, from_layer=request.from_layer,
-        save_layer=request.save_layer, layer_only=request.layer_only,
+        save_layer=request.save_layer, layer_only=request.layer_only, layout=layout,
         python=_plan_python(catalog, request),
         ntp_servers=ntp_servers, ntp_pool=ntp_pool, firewall=firewall,
     )
@@ -182,6 +189,33 @@ def _plan_python(catalog: Catalog, request: BuildRequest) -> PlannedPython | Non
     lock = env.locks.get(request.release)
     return PlannedPython(venv=env.venv, index_url=request.pip_index_url or env.index_url,
                          lock=lock.file if lock else None, python=lock.python if lock else None)
+
+
+
+def block_device_config(layout: Layout) -> str:
+    """diskimage-builder's block-device YAML for a catalog layout (the shape of its own
+    block-device-efi / -mbr defaults, so its fstab and bootloader steps see what they expect)."""
+    partitions = []
+    for part in layout.partitions:
+        entry: dict[str, object] = {"name": part.name}
+        if layout.label == "gpt":
+            entry["type"] = PARTITION_ROLES[part.role]["gpt"][0]  # type: ignore[index]
+        elif part.mount == "/":
+            entry["flags"] = ["boot", "primary"]
+        else:
+            entry["type"] = "0x" + PARTITION_ROLES[part.role]["mbr"][0]  # type: ignore[index]
+        entry["size"] = part.size
+        if part.fs:
+            entry["mkfs"] = {"type": part.fs, "mount": {
+                "mount_point": part.mount,
+                "fstab": {"options": "defaults", "fsck-passno": 1 if part.mount == "/" else 2}}}
+        partitions.append(entry)
+    config = [{"local_loop": {"name": "image0"}},
+              {"partitioning": {"base": "image0", "label": layout.label,
+                                "partitions": partitions}}]
+    # One line (flow style): it is an environment variable, shown by `sage-image plan`.
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=True,
+                          width=1 << 16).strip()
 
 
 def _validate_names(catalog: Catalog, request: BuildRequest) -> tuple[Release, str, str]:

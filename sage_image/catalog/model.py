@@ -39,6 +39,53 @@ ACTION_PIN_RE = re.compile(r"^[\w.-]+/[\w.-]+@([0-9a-f]{40}|v\d+\.\d+\.\d+)$")
 CI_ACTIONS = ("checkout", "cache", "upload-artifact", "download-artifact")
 
 
+# Partition roles a layout may use, with what each is in a GPT (sgdisk code, type GUID that
+# sfdisk/lsblk report) and in an MBR table (type byte); None: not possible in that table.
+PARTITION_ROLES: Mapping[str, Mapping[str, tuple[str, str] | None]] = MappingProxyType({
+    "esp": MappingProxyType({"gpt": ("EF00", "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"),
+                             "mbr": ("ef", "ef")}),
+    "bios-boot": MappingProxyType({"gpt": ("EF02", "21686148-6449-6e6f-744e-656564454649"),
+                                   "mbr": None}),
+    "root": MappingProxyType({"gpt": ("8300", "0fc63daf-8483-4772-8e79-3d69d8477de4"),
+                              "mbr": ("83", "83")}),
+})
+PARTITION_LABELS = ("gpt", "mbr")
+FILESYSTEMS = ("ext4", "xfs", "vfat")
+LAYOUT_ELEMENTS = ("block-device-efi", "block-device-gpt", "block-device-mbr")
+SIZE_RE = re.compile(r"^(\d+(MiB|GiB)|100%)$")
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    role: str                  # a PARTITION_ROLES key
+    size: str                  # 550MiB, 8MiB, 100% (the rest of the disk)
+    fs: str | None = None      # None: no filesystem (the BIOS boot partition holds GRUB's core)
+    mount: str | None = None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A disk layout: the partition table diskimage-builder writes and the firmware it boots on."""
+
+    name: str
+    description: str
+    element: str               # the DIB block-device element (tells the bootloader what to install)
+    label: str                 # gpt / mbr
+    firmware: tuple[str, ...]  # bios, uefi: every firmware the image boots with
+    partitions: tuple[Partition, ...]
+
+    @property
+    def hw_firmware_type(self) -> str | None:
+        """Glance's hw_firmware_type: only for an image that boots one way (a hybrid sets none)."""
+        return self.firmware[0] if len(self.firmware) == 1 else None
+
+    def type_id(self, role: str) -> str:
+        """The partition type as sfdisk --json reports it (GUID for GPT, hex byte for MBR)."""
+        entry = PARTITION_ROLES[role][self.label]
+        return entry[1] if entry else ""
+
+
 @dataclass(frozen=True)
 class Arch:
     name: str
@@ -46,6 +93,7 @@ class Arch:
     qemu_arch: str
     elements: tuple[str, ...]
     suffix: str
+    layout: str = "mbr"
 
 
 @dataclass(frozen=True)
@@ -192,7 +240,6 @@ class Publish:
 
     backdate: str = "{name}-{date}"
     visibility: str = "public"
-    firmware: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     hide_after_days: int = 365
     delete_after_days: int = 548
@@ -223,6 +270,7 @@ class Catalog:
     site_kinds: Mapping[str, SiteKind]
     sites: Mapping[str, Site]
     sources: Mapping[str, Source]
+    layouts: Mapping[str, Layout] = field(default_factory=lambda: MappingProxyType({}))
     kubernetes: Kubernetes | None = None
     publish: Publish = field(default_factory=Publish)
     ci: CI | None = None
@@ -380,13 +428,15 @@ class _Parser:
 
     # -- sections ----------------------------------------------------------------------------
     def catalog(self, data: Any) -> Catalog:
-        top = self.mapping(data, (), required=("schema", "builder", "arches", "releases",
-                                               "variants", "site_kinds", "sites", "sources"),
+        top = self.mapping(data, (), required=("schema", "builder", "layouts", "arches",
+                                               "releases", "variants", "site_kinds", "sites",
+                                               "sources"),
                            optional=OPTIONAL_SECTIONS)
         if top["schema"] != 1:
             raise self.fail(("schema",), f"unsupported schema {top['schema']!r} (this tool reads 1)")
         elements = known_elements()
-        arches = {k: self.arch(k, v, elements) for k, v in self.mapping(
+        layouts = {k: self.layout(k, v) for k, v in self.section(top, "layouts").items()}
+        arches = {k: self.arch(k, v, elements, layouts) for k, v in self.mapping(
             top["arches"], ("arches",), optional=tuple(top["arches"] or {})).items()}
         sources = {k: self.source(k, v) for k, v in self.section(top, "sources").items()}
         releases = {k: self.release(k, v, arches, elements)
@@ -401,8 +451,9 @@ class _Parser:
             arches=MappingProxyType(arches), releases=MappingProxyType(releases),
             variants=MappingProxyType(variants), site_kinds=MappingProxyType(kinds),
             sites=MappingProxyType(sites), sources=MappingProxyType(sources),
+            layouts=MappingProxyType(layouts),
             kubernetes=self.kubernetes(top["kubernetes"]) if "kubernetes" in top else None,
-            publish=self.publish(top["publish"], arches) if "publish" in top else Publish(),
+            publish=self.publish(top["publish"]) if "publish" in top else Publish(),
             ci=self.ci(top["ci"], sites) if "ci" in top else None,
         )
 
@@ -429,13 +480,60 @@ class _Parser:
                        image_extra_mb=self.whole(b.get("image_extra_mb", 512),
                                                  w + ("image_extra_mb",)))
 
-    def arch(self, name: str, raw: Any, elements: frozenset[str]) -> Arch:
+    def arch(self, name: str, raw: Any, elements: frozenset[str],
+             layouts: dict[str, Layout]) -> Arch:
         w = ("arches", name)
-        a = self.mapping(raw, w, required=("dib_arch", "qemu_arch", "elements", "suffix"))
+        a = self.mapping(raw, w, required=("dib_arch", "qemu_arch", "elements", "suffix",
+                                           "layout"))
+        arch_elements = self.choices(a["elements"], w + ("elements",), elements, "element")
+        for i, element in enumerate(arch_elements):
+            if element in LAYOUT_ELEMENTS:
+                raise self.fail(w + ("elements", i), f"'{element}' comes from the layout; "
+                                                     "name a layout in arches.*.layout instead")
         return Arch(name=name, dib_arch=self.string(a["dib_arch"], w + ("dib_arch",)),
                     qemu_arch=self.string(a["qemu_arch"], w + ("qemu_arch",)),
-                    elements=self.choices(a["elements"], w + ("elements",), elements, "element"),
-                    suffix=str(a["suffix"] or ""))
+                    elements=arch_elements, suffix=str(a["suffix"] or ""),
+                    layout=self.choice(a["layout"], w + ("layout",), layouts, "layout"))
+
+    def layout(self, name: str, raw: Any) -> Layout:
+        w = ("layouts", name)
+        lay = self.mapping(raw, w, required=("description", "element", "label", "firmware",
+                                             "partitions"))
+        label = self.choice(lay["label"], w + ("label",), PARTITION_LABELS, "partition table")
+        if not isinstance(lay["partitions"], list) or not lay["partitions"]:
+            raise self.fail(w + ("partitions",), "expected a non-empty list of partitions")
+        parts = tuple(self.partition(p, w + ("partitions", i), label)
+                      for i, p in enumerate(lay["partitions"]))
+        if [p.mount for p in parts].count("/") != 1:
+            raise self.fail(w + ("partitions",), "exactly one partition must be mounted at /")
+        if any(p.size == "100%" for p in parts[:-1]):
+            raise self.fail(w + ("partitions",), "only the last partition may take 100%")
+        firmware = self.choices(lay["firmware"], w + ("firmware",), FIRMWARE, "firmware")
+        roles = {p.role for p in parts}
+        for i, needed in (("bios", "bios-boot"), ("uefi", "esp")):
+            if i in firmware and needed not in roles and not (i == "bios" and label == "mbr"):
+                raise self.fail(w + ("firmware",), f"{i} boot needs a '{needed}' partition")
+        return Layout(name=name, description=self.string(lay["description"], w + ("description",)),
+                      element=self.choice(lay["element"], w + ("element",), LAYOUT_ELEMENTS,
+                                          "block-device element"),
+                      label=label, firmware=firmware, partitions=parts)
+
+    def partition(self, raw: Any, w: tuple[Any, ...], label: str) -> Partition:
+        p = self.mapping(raw, w, required=("name", "role", "size"), optional=("fs", "mount"))
+        role = self.choice(p["role"], w + ("role",), PARTITION_ROLES, "partition role")
+        if PARTITION_ROLES[role][label] is None:
+            raise self.fail(w + ("role",), f"a {role} partition cannot be in an {label} table")
+        size = self.string(p["size"], w + ("size",))
+        if not SIZE_RE.match(size):
+            raise self.fail(w + ("size",), f"expected a size like 550MiB, 2GiB or 100%, got {size!r}")
+        fs = self.choice(p["fs"], w + ("fs",), FILESYSTEMS, "filesystem") if "fs" in p else None
+        mount = self.string(p["mount"], w + ("mount",)) if "mount" in p else None
+        if (fs is None) != (mount is None):
+            raise self.fail(w, "a partition has both 'fs' and 'mount', or neither")
+        if mount is not None and not mount.startswith("/"):
+            raise self.fail(w + ("mount",), f"expected an absolute path, got {mount!r}")
+        return Partition(name=self.string(p["name"], w + ("name",)), role=role, size=size,
+                         fs=fs, mount=mount)
 
     def release(self, name: str, raw: Any, arches: dict[str, Arch],
                 elements: frozenset[str]) -> Release:
@@ -603,10 +701,9 @@ class _Parser:
         return text
 
 
-    def publish(self, raw: Any, arches: dict[str, Arch]) -> Publish:
+    def publish(self, raw: Any) -> Publish:
         w = ("publish",)
-        p = self.mapping(raw, w, optional=("backdate", "visibility", "firmware", "properties",
-                                           "prune"))
+        p = self.mapping(raw, w, optional=("backdate", "visibility", "properties", "prune"))
         backdate = self.string(p.get("backdate", Publish.backdate), w + ("backdate",))
         try:
             backdate.format(**{f: "x" for f in BACKDATE_FIELDS})
@@ -616,9 +713,6 @@ class _Parser:
         if "{name}" not in backdate:
             raise self.fail(w + ("backdate",),
                             f"the scheme must contain {{name}}, got {backdate!r}")
-        firmware = self.mapping(p.get("firmware", {}), w + ("firmware",), optional=tuple(arches))
-        for arch, value in firmware.items():
-            self.choice(value, w + ("firmware", arch), FIRMWARE, "firmware")
         prune = self.mapping(p.get("prune", {}), w + ("prune",),
                              optional=("hide_after", "delete_after", "keep"))
         keep = prune.get("keep", Publish.keep)
@@ -628,7 +722,6 @@ class _Parser:
             backdate=backdate,
             visibility=self.choice(p.get("visibility", "public"), w + ("visibility",),
                                    VISIBILITIES, "visibility"),
-            firmware=MappingProxyType(dict(firmware)),
             properties=self.env(p.get("properties"), w + ("properties",)),
             hide_after_days=self.duration(prune.get("hide_after", "12mo"),
                                           w + ("prune", "hide_after")),

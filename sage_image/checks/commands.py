@@ -115,7 +115,8 @@ def _show_report(console: Console, report: TestReport, args: argparse.Namespace)
     console.result(summary_table(report))
     verdict = "PASSED" if report.passed else "FAILED"
     boot = f"boot {report.boot_seconds:.0f} s, " if report.boot_seconds is not None else ""
-    console.result(f"\n{report.name}: {verdict} ({boot}{report.mode}, {report.accel}; "
+    mode = f"{report.mode} ({report.firmware})" if report.firmware else report.mode
+    console.result(f"\n{report.name}: {verdict} ({boot}{mode}, {report.accel}; "
                    f"{len(report.checks) - len(report.failed())}/{len(report.checks)} checks "
                    "passed)")
     if report.error:

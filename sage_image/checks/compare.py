@@ -100,6 +100,52 @@ def compare_ntp(output: str, manifest: Mapping[str, Any]) -> str | None:
     return _summary(diffs)
 
 
+# sfdisk --json names an MBR table "dos"; the catalog says "mbr".
+SFDISK_LABELS = {"gpt": "gpt", "dos": "mbr"}
+ROLE_NAMES = {"esp": "EFI system partition", "bios-boot": "BIOS boot partition",
+              "root": "root partition"}
+SIZE_UNITS = {"MiB": 2**20, "GiB": 2**30}
+
+
+def compare_partitions(output: str, manifest: Mapping[str, Any]) -> str | None:
+    """`sfdisk --json` of the boot disk vs the layout the manifest says the image was built
+    with: the table's kind, then each partition's type and (when fixed) size, in order."""
+    layout = manifest.get("layout")
+    if not isinstance(layout, dict):
+        return "the manifest records no disk layout (built before layouts were recorded)"
+    try:
+        table = json.loads(output)["partitiontable"]
+    except (ValueError, KeyError, TypeError):
+        return f"no partition table from sfdisk: {_first_line(output)}"
+    label = SFDISK_LABELS.get(str(table.get("label")), str(table.get("label")))
+    if label != layout["label"]:
+        return (f"the disk has an {label} partition table, layout {layout['name']} is "
+                f"{layout['label']}")
+    found = table.get("partitions") or []
+    sector = int(table.get("sectorsize", 512))
+    diffs = []
+    for i, want in enumerate(layout["partitions"]):
+        what = f"partition {i + 1} ({ROLE_NAMES.get(want['role'], want['role'])})"
+        if i >= len(found):
+            diffs.append(f"{what} is missing")
+            continue
+        kind = str(found[i].get("type", "")).lower().removeprefix("0x")
+        if kind != str(want["type"]).lower():
+            diffs.append(f"{what} has type {kind}, layout {layout['name']} wants {want['type']}")
+        size = _fixed_size(str(want["size"]))
+        if size and int(found[i].get("size", 0)) * sector != size:
+            diffs.append(f"{what} is {int(found[i].get('size', 0)) * sector // 2**20} MiB, "
+                         f"layout wants {want['size']}")
+    return _summary(diffs)
+
+
+def _fixed_size(text: str) -> int | None:
+    for unit, factor in SIZE_UNITS.items():
+        if text.endswith(unit) and text[:-len(unit)].isdigit():
+            return int(text[:-len(unit)]) * factor
+    return None  # 100%: the root grows at first boot
+
+
 def source_entries(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """The manifest's sources that have a path in the image (only those can be checked)."""
     return {name: {"path": str(s["path"]), "commit": str(s["commit"])}
@@ -112,6 +158,7 @@ COMPARATORS: dict[str, Callable[[str, Mapping[str, Any]], str | None]] = {
     "packages": compare_packages,
     "source-commits": compare_source_commits,
     "ntp": compare_ntp,
+    "partitions": compare_partitions,
 }
 
 

@@ -19,7 +19,7 @@ from ..catalog.model import Catalog, did_you_mean
 from ..errors import ConfigError, UsageError
 
 DEFAULT_CHECKS = Path(__file__).with_name("checks.yaml")
-COMPARISONS = ("provenance", "packages", "source-commits", "ntp")
+COMPARISONS = ("provenance", "packages", "source-commits", "ntp", "partitions")
 PROBES = ("sshd-auth", "ssh-audit")
 ASSETS = ("docker-busybox",)
 DEFAULT_TIMEOUT = 120.0

@@ -38,6 +38,7 @@ class TestReport:
     # "--keep-running"): a pass of a chosen subset, or of a VM a user could log in to and
     # change while it ran, is not a pass of the image.
     restricted_by: tuple[str, ...] = ()
+    firmware: str | None = None  # what the guest booted with, read in it: bios / uefi
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -58,7 +59,7 @@ class TestReport:
             "tested_sha512": self.tested_sha512, "passed": self.passed,
             "qualifies_for_publish": self.qualifies_for_publish,
             "restricted_by": list(self.restricted_by), "mode": self.mode,
-            "accel": self.accel,
+            "accel": self.accel, "firmware": self.firmware,
             "checks": [{"name": c.name, "passed": c.passed, "seconds": c.seconds,
                         "reason": c.reason} for c in self.checks],
             "boot_seconds": self.boot_seconds, "started": self.started,

@@ -170,6 +170,12 @@ def _boot_and_check_inner(request: TestRequest, image: ImageUnderTest,
         logs = _keep_logs(image, vm, None, workdir)
         return replace(base, error=exc.message, logs=logs,
                        checks=_not_run(checks, exc.message))
+    firmware = booted_firmware(target)
+    wanted = "uefi" if vm.spec.uefi or vm.spec.qemu_arch == "aarch64" else "bios"
+    if vm.spec.mode == "firmware" and firmware != wanted:
+        return replace(base, firmware=firmware, error=f"the guest booted with {firmware}, "
+                       f"not {wanted}", logs=_keep_logs(image, vm, target, workdir),
+                       checks=_not_run(checks, f"booted with {firmware}"))
     events.phase(f"guest up in {boot_seconds:.0f} s; running {len(checks)} checks")
     ctx = CheckContext(target=target, manifest=image.manifest, values=_values(image, meta),
                        host_dir=workdir, qemu_arch=image.qemu_arch)
@@ -177,7 +183,8 @@ def _boot_and_check_inner(request: TestRequest, image: ImageUnderTest,
     for result in run_checks(checks, ctx, on_start=events.check_started):
         results.append(result)
         events.check_done(result)
-    report = replace(base, boot_seconds=round(boot_seconds, 1), checks=tuple(results))
+    report = replace(base, boot_seconds=round(boot_seconds, 1), checks=tuple(results),
+                     firmware=firmware)
     if not report.passed:
         report = replace(report, logs=_keep_logs(image, vm, target, workdir))
     if events.hold is not None:
@@ -212,6 +219,14 @@ def wait_for_guest(vm: Machine, target: SshTarget, *, limit: float, events: Even
             raise BootTestError(f"the guest did not accept SSH on 127.0.0.1:{target.port} within "
                                 f"{limit:.0f} s; last console line: {_last_console_line(vm)}")
         time.sleep(1.0)
+
+
+def booted_firmware(target: SshTarget) -> str | None:
+    """bios or uefi, as the guest kernel saw it (/sys/firmware/efi exists only under UEFI)."""
+    out = ssh_run(target, "if [ -d /sys/firmware/efi ]; then echo uefi; else echo bios; fi",
+                  timeout=60)
+    text = out.stdout.strip()
+    return text if out.exit == 0 and text in ("bios", "uefi") else None
 
 
 def _boot_phase(console: str) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
+from typing import Any
 
 from ..catalog.model import Publish
 from .clouds import SiteTarget
@@ -75,7 +76,7 @@ def image_properties(output: BuildOutput, policy: Publish, *, untested: bool) ->
     props.update({"os_distro": output.family, "os_version": output.os_version,
                   "hw_architecture": str(output.raw.get("qemu_arch", output.arch)),
                   "os_admin_user": "cc"})
-    firmware = policy.firmware.get(output.arch)
+    firmware = image_firmware(output.raw)
     if firmware:
         props["hw_firmware_type"] = firmware
     props.update(policy.properties)
@@ -84,6 +85,14 @@ def image_properties(output: BuildOutput, policy: Publish, *, untested: bool) ->
     if untested:
         props[PROP_UNTESTED] = "true"
     return props
+
+
+def image_firmware(manifest: Mapping[str, Any]) -> str | None:
+    """hw_firmware_type from the layout the image was built with: set only for an image that
+    boots one way (uefi on ARM); a hybrid BIOS+UEFI image sets none, as Chameleon's do, so
+    Nova boots it however the node boots. A manifest without a layout claims nothing."""
+    firmware = (manifest.get("layout") or {}).get("firmware") or []
+    return str(firmware[0]) if len(firmware) == 1 else None
 
 
 def backdate_name(scheme: str, image: SiteImage, production_name: str,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import subprocess
 import tarfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -12,11 +14,13 @@ from pathlib import Path
 import pytest
 
 from sage_image.boot.ssh import Output
+from sage_image.build.build import layout_manifest
 from sage_image.catalog.model import load_catalog
 from sage_image.checks.assets import BUSYBOX_TAG, write_busybox_image
 from sage_image.checks.compare import (
     compare_ntp,
     compare_packages,
+    compare_partitions,
     compare_provenance,
     compare_source_commits,
 )
@@ -42,7 +46,7 @@ CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened"
                   "sage-commands", "source-commits", "cuda-packages", "pywaggle-plugin",
                   "sage-data-client", "virtual-waggle-report", "virtual-waggle-newplugin",
                   "beehive-config", "sage-ecr-config", "cc-account", "serial-autologin", "chrony", "firewall", "ssh-hostkeys", "ssh-audit",
-                  "provenance-values", "cc-snapshot", "cc-snapshot-deps", "docker-firewall"}
+                  "provenance-values", "cc-snapshot", "cc-snapshot-deps", "docker-firewall", "partition-table"}
 
 
 def test_every_catalog_check_is_defined() -> None:
@@ -228,3 +232,52 @@ def test_busybox_docker_image_is_a_valid_docker_save(tmp_path: Path) -> None:
     # Deterministic: the same bytes every time (cacheable, reproducible).
     assert write_busybox_image(tmp_path / "bb2.tar", qemu_arch="x86_64").read_bytes() == \
         path.read_bytes()
+
+
+def _sfdisk_json(tmp_path: Path, *sgdisk: str) -> str:
+    """sfdisk --json of a real 700 MiB sparse disk partitioned with sgdisk (or sfdisk for MBR)."""
+    disk = tmp_path / "disk.raw"
+    disk.write_bytes(b"")
+    os.truncate(disk, 700 * 2**20)
+    if sgdisk:
+        subprocess.run(["sgdisk", *sgdisk, str(disk)], check=True, capture_output=True)
+    else:
+        subprocess.run(["sfdisk", "-q", str(disk)], input=",,L,*\n", text=True, check=True)
+    return subprocess.run(["sfdisk", "--json", str(disk)], check=True, capture_output=True,
+                          text=True).stdout
+
+
+HYBRID = ("-n", "1:0:+550M", "-t", "1:EF00", "-n", "2:0:+8M", "-t", "2:EF02",
+          "-n", "3:0:0", "-t", "3:8300")
+
+
+def test_partitions_comparison_accepts_the_hybrid_layout_and_names_each_difference(
+        tmp_path: Path) -> None:
+    manifest = {"layout": layout_manifest(load_catalog().layouts["hybrid"])}
+    assert compare_partitions(_sfdisk_json(tmp_path, *HYBRID), manifest) is None
+    # an MBR image (the old layout)
+    assert compare_partitions(_sfdisk_json(tmp_path), manifest) == (
+        "the disk has an mbr partition table, layout hybrid is gpt")
+    # the ESP retyped, the BIOS boot partition missing
+    broken = _sfdisk_json(tmp_path, "-n", "1:0:+550M", "-t", "1:8300", "-n", "2:0:0",
+                          "-t", "2:8300")
+    reason = compare_partitions(broken, manifest)
+    assert reason is not None
+    assert reason.startswith("partition 1 (EFI system partition) has type "
+                             "0fc63daf-8483-4772-8e79-3d69d8477de4, layout hybrid wants "
+                             "c12a7328-f81f-11d2-ba4b-00a0c93ec93b")
+    assert "partition 2 (BIOS boot partition) has type" in reason
+    assert reason.endswith("(and 1 more)")  # partition 3 (root) is missing
+    small = _sfdisk_json(tmp_path, "-n", "1:0:+100M", "-t", "1:EF00", *HYBRID[4:])
+    assert compare_partitions(small, manifest) == (
+        "partition 1 (EFI system partition) is 100 MiB, layout wants 550MiB")
+    assert "no partition table" in (compare_partitions("sfdisk: cannot open /dev/vda", manifest)
+                                    or "")
+    assert "records no disk layout" in (compare_partitions("{}", {}) or "")
+
+
+def test_partitions_comparison_for_mbr(tmp_path: Path) -> None:
+    manifest = {"layout": layout_manifest(load_catalog().layouts["mbr"])}
+    assert compare_partitions(_sfdisk_json(tmp_path), manifest) is None
+    assert "gpt partition table, layout mbr is mbr" in (
+        compare_partitions(_sfdisk_json(tmp_path, *HYBRID), manifest) or "")

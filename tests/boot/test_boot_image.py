@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/build")
 SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "serial-autologin",
                "chrony", "firewall", "sshd-hardened", "ssh-hostkeys", "ssh-audit", "provenance",
-               "provenance-values", "packages", "cc-snapshot", "cc-snapshot-deps",
+               "provenance-values", "packages", "partition-table", "cc-snapshot", "cc-snapshot-deps",
                "docker-group", "docker-socket", "docker-run", "docker-firewall", "docker-compose",
                "sage-commands", "source-commits", "pywaggle-plugin", "sage-data-client",
                "virtual-waggle-report", "virtual-waggle-newplugin", "beehive-config",
@@ -164,6 +164,10 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             ("[Unit]\nConditionPathExists=/sage-image-broken\n", 0o644),
         "/usr/bin/virt-sysprep": None,                                         # cc-snapshot-deps
     }, mkdirs=("/etc/systemd/system/docker.socket.d", "/etc/systemd/system/chrony.service.d"))
+    # partition-table: the ESP and the BIOS boot partition retyped as plain Linux partitions (the
+    # ESP's filesystem stays, so /boot/efi still mounts and the boot is unchanged)
+    subprocess.run(["sgdisk", "--typecode=1:8300", "--typecode=2:8300", str(raw)], check=True,
+                   capture_output=True)
     manifest["packages"]["sage-image-missing-package"] = "1.0"                  # packages
     manifest["python_packages"]["sage-image-missing-wheel"] = "1.0"             # (python too)
     manifest["sources"]["beehive-server"]["commit"] = "0" * 40                  # source-commits
@@ -190,6 +194,10 @@ EXPECTED_FAILURES = {
                      "not found",
     "source-commits": "a checkout under /opt is not at the manifest's commit: beehive-server: "
                       "/opt/beehive-server is at ",
+    "partition-table": "the boot disk's partition table is not the image's layout: partition 1 "
+                       "(EFI system partition) has type 0fc63daf-8483-4772-8e79-3d69d8477de4, "
+                       "layout hybrid wants c12a7328-f81f-11d2-ba4b-00a0c93ec93b; partition 2 "
+                       "(BIOS boot partition) has type 0fc63daf",
     "cuda-packages": "the NVIDIA driver or CUDA packages are not installed: no nvidia-driver",
     "pywaggle-plugin": "a pywaggle plugin cannot publish a measurement as cc: ",
     "sage-data-client": "sage-data-client (or pywaggle's vision extra) does not import as cc: ",

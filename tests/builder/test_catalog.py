@@ -29,6 +29,18 @@ def test_variant_inherits_elements_sources_and_checks(catalog):
     assert "docker-run" not in catalog.variant_checks("base")
 
 
+def test_amd64_is_chameleons_hybrid_layout_and_arm64_uefi_only(catalog):
+    hybrid = catalog.layouts[catalog.arches["amd64"].layout]
+    assert hybrid.label == "gpt" and hybrid.firmware == ("bios", "uefi")
+    assert [(p.role, p.size, p.fs, p.mount) for p in hybrid.partitions] == [
+        ("esp", "550MiB", "vfat", "/boot/efi"), ("bios-boot", "8MiB", None, None),
+        ("root", "100%", "ext4", "/")]
+    assert hybrid.hw_firmware_type is None  # a hybrid image claims neither firmware
+    uefi = catalog.layouts[catalog.arches["arm64"].layout]
+    assert uefi.firmware == ("uefi",) and uefi.hw_firmware_type == "uefi"
+    assert "bios-boot" not in {p.role for p in uefi.partitions}
+
+
 def test_every_source_is_pinned_to_a_full_commit(catalog):
     for source in catalog.sources.values():
         assert len(source.commit) == 40 and source.path.startswith("/opt/")
@@ -63,6 +75,18 @@ BROKEN = [
     ("    cloud: chi-ncar\n    arches: [amd64]\n    ntp: []\n",
      "    cloud: chi-ncar\n    arches: [amd64]\n    ntp: [\"ntp one.example\"]\n",
      "sites.CHI@NCAR.ntp[0]: expected a host name or address"),
+    ("    elements: [vm]\n    layout: hybrid", "    elements: [vm, block-device-mbr]\n    layout: hybrid",
+     "arches.amd64.elements[1]: 'block-device-mbr' comes from the layout"),
+    ("    layout: hybrid", "    layout: hybird", "arches.amd64.layout: unknown layout 'hybird'"),
+    ("      - {name: BSP, role: bios-boot, size: 8MiB}\n", "",
+     "layouts.hybrid.firmware: bios boot needs a 'bios-boot' partition"),
+    ("{name: BSP, role: bios-boot, size: 8MiB}", "{name: BSP, role: bios-boot, size: 8MB}",
+     "layouts.hybrid.partitions[1].size: expected a size like 550MiB"),
+    ("{name: BSP, role: bios-boot, size: 8MiB}", "{name: BSP, role: bios-boot, size: 8MiB, fs: ext4}",
+     "layouts.hybrid.partitions[1]: a partition has both 'fs' and 'mount', or neither"),
+    ("    label: mbr\n    firmware: [bios]\n    partitions:\n",
+     "    label: mbr\n    firmware: [bios]\n    partitions:\n      - {name: B, role: bios-boot, size: 8MiB}\n",
+     "layouts.mbr.partitions[0].role: a bios-boot partition cannot be in an mbr table"),
     ('mirrors: {amd64: "http://deb.debian.org/debian", arm64: "http://deb.debian.org/debian"}\n'
      '    security_mirror: "http://deb.debian.org/debian-security"\n'
      '    env: {DIB_DEBIAN_COMPONENTS: "main,contrib,non-free,non-free-firmware"}\n  trixie',

@@ -79,3 +79,26 @@ def test_unsupported_arguments_fail_loudly(tmp_path):
     assert shim("kpartx", "-l", "/dev/loop0", state=tmp_path).returncode == 1
     assert shim("dmsetup", "table", state=tmp_path).returncode == 1
     assert shim("frobnicate", state=tmp_path).returncode == 2
+
+
+def test_kpartx_maps_the_three_partitions_of_the_hybrid_gpt_layout(tmp_path):
+    """ESP, BIOS boot partition (no filesystem) and root, as DIB's block-device-efi makes them."""
+    image = tmp_path / "disk.raw"
+    image.write_bytes(b"")
+    os.truncate(image, 64 * 2**20)
+    subprocess.run(["sgdisk", "-n", "1:0:+20M", "-t", "1:EF00", "-n", "2:0:+1M", "-t", "2:EF02",
+                    "-n", "3:0:0", "-t", "3:8300", str(image)], check=True, capture_output=True)
+    device = subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    state = tmp_path / "state"
+    try:
+        assert shim("kpartx", "-av", device, state=state).returncode == 0
+        name = Path(device).name
+        sizes = [int(Path(f"/sys/block/{Path(os.readlink(f'/dev/mapper/{name}p{n}')).name}"
+                          "/loop/sizelimit").read_text()) for n in (1, 2, 3)]
+        assert sizes[:2] == [20 * 2**20, 2**20] and sizes[2] > 40 * 2**20
+        assert shim("kpartx", "-d", device, state=state).returncode == 0
+        assert devmapper.loops_backed_by(tmp_path) == [device]
+    finally:
+        devmapper.sweep(tmp_path, state)
+        subprocess.run(["losetup", "-d", device], capture_output=True)

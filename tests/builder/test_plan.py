@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+import yaml
 
 from sage_image.build.plan import (
     BUILDER_ELEMENTS,
@@ -55,7 +56,7 @@ def test_every_catalog_combination_plans(release, variant, arch, site):
 def test_sage_bookworm_plan_in_detail(catalog):
     plan = plan_build(catalog, BuildRequest(release="bookworm", variant="sage"))
     assert plan.name == "Sage-VirtualWaggle-Debian12"
-    assert plan.elements == ("debian-minimal", "vm", "block-device-mbr", "chameleon-common",
+    assert plan.elements == ("debian-minimal", "vm", "block-device-efi", "chameleon-common",
                              "sage", "chi", "kvm", "pinned-sources", "build-artifacts")
     assert plan.formats == ("qcow2", "raw")  # bare metal wants qcow2, KVM@TACC raw
     assert plan.env["DIB_DEBIAN_SECURITY_MIRROR"] == "http://deb.debian.org/debian-security"
@@ -63,6 +64,28 @@ def test_sage_bookworm_plan_in_detail(catalog):
     assert [s.path for s in plan.sources] == ["/opt/cc-snapshot", "/opt/virtual-waggle",
                                              "/opt/beehive-server", "/opt/edge-plugins",
                                              "/opt/sage-ecr"]
+
+
+def test_block_device_config_is_made_from_the_catalog_layout(catalog):
+    plan = plan_build(catalog, BuildRequest(release="bookworm", variant="base"))
+    config = yaml.safe_load(plan.env["DIB_BLOCK_DEVICE_CONFIG"])
+    table = config[1]["partitioning"]
+    assert config[0] == {"local_loop": {"name": "image0"}} and table["label"] == "gpt"
+    assert [(p["name"], p["type"], p["size"]) for p in table["partitions"]] == [
+        ("ESP", "EF00", "550MiB"), ("BSP", "EF02", "8MiB"), ("root", "8300", "100%")]
+    assert table["partitions"][0]["mkfs"]["mount"]["mount_point"] == "/boot/efi"
+    assert "mkfs" not in table["partitions"][1]  # GRUB's core image lives there, no filesystem
+    assert plan.layout is not None and plan.layout.name == "hybrid"
+
+
+def test_mbr_layout_config_matches_dibs_own_default(catalog):
+    from sage_image.build.plan import block_device_config
+    table = yaml.safe_load(block_device_config(catalog.layouts["mbr"]))[1]["partitioning"]
+    assert table["label"] == "mbr"
+    assert table["partitions"] == [{"name": "root", "flags": ["boot", "primary"], "size": "100%",
+                                    "mkfs": {"type": "ext4", "mount": {
+                                        "mount_point": "/", "fstab": {"options": "defaults",
+                                                                      "fsck-passno": 1}}}}]
 
 
 def test_kvm_build_targets_kvm_sites_and_raw(catalog):
@@ -74,6 +97,7 @@ def test_kvm_build_targets_kvm_sites_and_raw(catalog):
 def test_arm64_uses_uefi_layout_and_ports_mirror(catalog):
     plan = plan_build(catalog, BuildRequest(release="jammy", variant="sage", arch="arm64"))
     assert "block-device-efi" in plan.elements and plan.dib_arch == "arm64"
+    assert plan.layout is not None and plan.layout.firmware == ("uefi",)
     assert plan.mirror == "http://ports.ubuntu.com/ubuntu-ports"
     assert plan.name.endswith("-ARM64") and "KVM@TACC" not in plan.sites
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from sage_image.build.build import layout_manifest
+from sage_image.catalog import load_catalog
 from sage_image.cli import main
 from sage_image.localcloud.cloud import LocalCloud, SiteSpec, start_cloud
 
@@ -110,7 +112,9 @@ class BuildFactory:
                     "properties": props, "files": files,
                     "packages": {"docker.io": "20.10.24+dfsg1-1", "docker-compose": "1.29.2-3"},
                     "checks": list(VARIANT_CHECKS), "phases": {},
-                    "created": "2023-11-14T22:13:20Z"}
+                    "created": "2023-11-14T22:13:20Z",
+                    "layout": layout_manifest(load_catalog().layouts[
+                        load_catalog().arches[arch].layout])}
         (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
         if tested is not None:
             self.write_results(out, passed=tested)
