@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--metadata", choices=KINDS, default="configdrive",
                    help="how metadata reaches cloud-init (default: configdrive, as on Chameleon)")
     p.add_argument("--format", dest="disk_format", choices=("qcow2", "raw"),
-                   help="which of the output folder's files to boot (default: qcow2, else raw)")
+                   help="which of the output folder's files to boot (default: raw, else qcow2)")
     p.add_argument("--variant", help="variant of a bare image file (default: base)")
     p.add_argument("--boot-timeout", type=_seconds, metavar="S",
                    help="hard limit for the guest to accept SSH (default: 600 direct, 1800 "

@@ -47,6 +47,9 @@ class CheckDef:
     probe: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     assets: tuple[str, ...] = ()
+    # Checks that must have finished (passed or failed) before this one starts; all others run
+    # concurrently as soon as SSH answers.
+    after: tuple[str, ...] = ()
 
 
 def render(template: str, values: Mapping[str, str]) -> str:
@@ -66,13 +69,36 @@ def load_checks(path: Path | None = None) -> Mapping[str, CheckDef]:
     if top["schema"] != 1:
         raise _fail(path, ("schema",), f"unsupported schema {top['schema']!r} (this tool reads 1)")
     raw = _mapping(path, ("checks",), top["checks"], optional=tuple(top["checks"] or {}))
-    return MappingProxyType({name: _check(path, str(name), spec) for name, spec in raw.items()})
+    checks = {str(name): _check(path, str(name), spec) for name, spec in raw.items()}
+    _check_order(path, checks)
+    return MappingProxyType(checks)
+
+
+def _check_order(path: Path, checks: Mapping[str, CheckDef]) -> None:
+    """Every `after` names a defined check, and no check waits (even indirectly) for itself."""
+    for check in checks.values():
+        for i, name in enumerate(check.after):
+            if name not in checks:
+                raise _fail(path, ("checks", check.name, "after", i),
+                            f"unknown check '{name}'{did_you_mean(name, tuple(checks))}")
+    for check in checks.values():
+        seen: set[str] = set()
+        todo = list(check.after)
+        while todo:
+            name = todo.pop()
+            if name == check.name:
+                raise _fail(path, ("checks", check.name, "after"),
+                            "waits for itself (through 'after')")
+            if name not in seen:
+                seen.add(name)
+                todo += checks[name].after
 
 
 def _check(path: Path, name: str, raw: Any) -> CheckDef:
     w = ("checks", name)
     c = _mapping(path, w, raw, required=("reason",),
-                 optional=("run", "expect", "compare", "probe", "timeout", "assets"))
+                 optional=("run", "expect", "compare", "probe", "timeout", "assets",
+                           "after"))
     if ("probe" in c) == ("run" in c):
         raise _fail(path, w, "needs exactly one of 'run' (a command) or 'probe' (built-in)")
     if "compare" in c and "expect" in c:
@@ -87,13 +113,16 @@ def _check(path: Path, name: str, raw: Any) -> CheckDef:
         if asset not in ASSETS:
             raise _fail(path, w + ("assets", i), f"unknown asset '{asset}'"
                                                  f"{did_you_mean(str(asset), ASSETS)}")
+    after = c.get("after", [])
+    if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
+        raise _fail(path, w + ("after",), f"expected a list of check names, got {after!r}")
     timeout = c.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
         raise _fail(path, w + ("timeout",), f"expected seconds > 0, got {timeout!r}")
     return CheckDef(name=name, reason=str(c["reason"]), run=c.get("run"),
                     expect=_expect(path, w + ("expect",), c.get("expect") or {}),
                     compare=c.get("compare"), probe=c.get("probe"), timeout=float(timeout),
-                    assets=assets)
+                    assets=assets, after=tuple(after))
 
 
 def _expect(path: Path, w: tuple[Any, ...], raw: Any) -> Expect:

@@ -1,13 +1,20 @@
 """Run check definitions against a booted guest: one CheckResult per check, never an exception
-for a check's own failure (a failing check is a result, not an error)."""
+for a check's own failure (a failing check is a result, not an error).
+
+Checks run concurrently over the one shared SSH connection (under TCG a check is mostly waiting
+for the slow guest, so overlapping them is what saves time); a check with `after` starts once
+those checks have finished. Results always come back in the order the checks were given.
+"""
 
 from __future__ import annotations
 
 import re
 import shutil
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,12 +22,15 @@ from typing import Any
 from ..boot.ssh import Output, SshTarget, ssh_run, upload
 from ..errors import BootTestError, CommandError
 from ..runner import run
-from .assets import build_asset
+from .assets import GUEST_SETUP, build_asset
 from .compare import COMPARATORS
 from .model import CheckDef, Expect, render
 
 GUEST_ASSET_DIR = "/tmp/sage-image-test"
 OUTPUT_KEPT = 4000   # characters of a check's output kept for JUnit's system-out
+# Checks in flight at once. Each is one session on the shared connection, and sshd allows 10 per
+# connection (MaxSessions; the master holds one); more would only queue for the guest's 2 vCPUs.
+CHECK_WORKERS = 6
 
 
 @dataclass(frozen=True)
@@ -34,21 +44,58 @@ class CheckResult:
 
 @dataclass
 class CheckContext:
-    """What checks need about the guest under test; `uploaded` grows as assets are copied in."""
+    """What checks need about the guest under test; `prepared` grows as assets are copied in."""
 
     target: SshTarget
     manifest: Mapping[str, Any]
     values: Mapping[str, str]
     host_dir: Path
     qemu_arch: str
-    uploaded: set[str] = field(default_factory=set)
+    # asset -> None once it is in the guest and set up, else why it could not be; each asset is
+    # prepared once (under its own lock) for every check that uses it.
+    prepared: dict[str, str | None] = field(default_factory=dict)
+    locks: dict[str, threading.Lock] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def run_checks(checks: Iterable[CheckDef], ctx: CheckContext,
-               on_start: Callable[[CheckDef], None] = lambda c: None) -> Iterator[CheckResult]:
-    for check in checks:
-        on_start(check)
-        yield run_check(check, ctx)
+               on_start: Callable[[CheckDef], None] = lambda c: None,
+               workers: int = CHECK_WORKERS) -> Iterator[CheckResult]:
+    return run_concurrently(tuple(checks), lambda check: run_check(check, ctx),
+                            on_start=on_start, workers=workers)
+
+
+def run_concurrently(checks: Sequence[CheckDef], evaluate: Callable[[CheckDef], CheckResult], *,
+                     on_start: Callable[[CheckDef], None] = lambda c: None,
+                     workers: int = CHECK_WORKERS) -> Iterator[CheckResult]:
+    """Yield evaluate(check) for each check, in the given order, while they run concurrently.
+
+    Checks are queued by depth of `after` (those that wait for nothing first), so a worker only
+    ever waits for a check that already started: no deadlock, and waiting checks do not hold
+    workers while independent checks are still queued. on_start(check) is called when the
+    results reach that check (one at a time, from the caller's thread).
+    """
+    selected = {c.name for c in checks}
+    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="check") as pool:
+        futures: dict[str, Future[CheckResult]] = {}
+        for check in sorted(checks, key=lambda c: _depth(c, checks)):
+            waits = [futures[n] for n in check.after if n in selected]
+            futures[check.name] = pool.submit(_run_after, waits, evaluate, check)
+        for check in checks:
+            on_start(check)
+            yield futures[check.name].result()
+
+
+def _depth(check: CheckDef, checks: Sequence[CheckDef]) -> int:
+    by_name = {c.name: c for c in checks}
+    waits = [by_name[n] for n in check.after if n in by_name]
+    return 1 + max((_depth(c, checks) for c in waits), default=-1)
+
+
+def _run_after(waits: list[Future[CheckResult]], evaluate: Callable[[CheckDef], CheckResult],
+               check: CheckDef) -> CheckResult:
+    wait(waits)  # finished, passed or not: a check is judged on its own
+    return evaluate(check)
 
 
 def run_check(check: CheckDef, ctx: CheckContext) -> CheckResult:
@@ -172,14 +219,30 @@ def probe_ssh_audit(target: SshTarget, *, timeout: float) -> tuple[str | None, s
 
 
 def _ensure_asset(name: str, ctx: CheckContext, *, timeout: float) -> None:
-    if name in ctx.uploaded:
-        return
+    """Copy the asset in and set it up once; every check using it fails if that failed."""
+    with ctx.lock:
+        lock = ctx.locks.setdefault(name, threading.Lock())
+    with lock:
+        if name not in ctx.prepared:
+            ctx.prepared[name] = _prepare_asset(name, ctx, timeout=timeout)
+    if ctx.prepared[name] is not None:
+        raise BootTestError(str(ctx.prepared[name]))
+
+
+def _prepare_asset(name: str, ctx: CheckContext, *, timeout: float) -> str | None:
     local = build_asset(name, ctx.host_dir, qemu_arch=ctx.qemu_arch)
-    out = upload(ctx.target, local, f"{GUEST_ASSET_DIR}/{local.name}", timeout=timeout)
+    remote = f"{GUEST_ASSET_DIR}/{local.name}"
+    out = upload(ctx.target, local, remote, timeout=timeout)
     if out.exit != 0:
-        raise BootTestError(f"could not copy {name} into the guest: "
-                            f"{_one_line(out.stderr) or out.exit}")
-    ctx.uploaded.add(name)
+        return f"could not copy {name} into the guest: {_one_line(out.stderr) or out.exit}"
+    setup = GUEST_SETUP.get(name)
+    if setup is None:
+        return None
+    out = ssh_run(ctx.target, setup.format(path=remote), timeout=timeout)
+    if out.exit != 0:
+        shown = _one_line(out.stdout + "\n" + out.stderr) or f"exit {out.exit}"
+        return f"could not set up {name} in the guest: {shown}"
+    return None
 
 
 ERROR_LINE = re.compile(r"(?i)error|denied|not found|cannot|can't|failed|refused|no such")

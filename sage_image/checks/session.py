@@ -180,11 +180,13 @@ def _boot_and_check_inner(request: TestRequest, image: ImageUnderTest,
     ctx = CheckContext(target=target, manifest=image.manifest, values=_values(image, meta),
                        host_dir=workdir, qemu_arch=image.qemu_arch)
     results = []
+    checks_start = time.monotonic()
     for result in run_checks(checks, ctx, on_start=events.check_started):
         results.append(result)
         events.check_done(result)
     report = replace(base, boot_seconds=round(boot_seconds, 1), checks=tuple(results),
-                     firmware=firmware)
+                     firmware=firmware,
+                     checks_seconds=round(time.monotonic() - checks_start, 1))
     if not report.passed:
         report = replace(report, logs=_keep_logs(image, vm, target, workdir))
     if events.hold is not None:

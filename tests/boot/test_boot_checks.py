@@ -8,12 +8,15 @@ import json
 import os
 import subprocess
 import tarfile
+import threading
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
-from sage_image.boot.ssh import Output
+from sage_image.boot.qemu import free_port
+from sage_image.boot.ssh import Output, SshTarget, generate_key
 from sage_image.build.build import layout_manifest
 from sage_image.catalog.model import load_catalog
 from sage_image.checks.assets import BUSYBOX_TAG, write_busybox_image
@@ -25,6 +28,7 @@ from sage_image.checks.compare import (
     compare_source_commits,
 )
 from sage_image.checks.model import (
+    CheckDef,
     Expect,
     load_checks,
     render,
@@ -38,7 +42,14 @@ from sage_image.checks.results import (
     summary_table,
     write_results,
 )
-from sage_image.checks.runner import CheckResult, expectation_problem
+from sage_image.checks.runner import (
+    GUEST_ASSET_DIR,
+    CheckContext,
+    CheckResult,
+    expectation_problem,
+    run_checks,
+    run_concurrently,
+)
 from sage_image.errors import ConfigError, UsageError
 
 CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
@@ -91,6 +102,11 @@ def test_catalog_naming_an_undefined_check_fails_at_load(tmp_path: Path) -> None
      "unknown compare 'pakages' .did you mean 'packages'"),
     ("  x:\n    reason: r\n    run: true\n    timeout: -1\n", "expected seconds > 0"),
     ("  x:\n    reason: r\n    run: true\n    assets: [docker-busybx]\n", "unknown asset"),
+    ("  x:\n    reason: r\n    run: true\n    after: [clod-init]\n",
+     r"checks\.x\.after\.0: unknown check 'clod-init'"),
+    ("  x:\n    reason: r\n    run: true\n    after: cloud-init\n", "expected a list"),
+    ("  x:\n    reason: r\n    run: true\n    after: [y]\n"
+     "  y:\n    reason: r\n    run: true\n    after: [x]\n", "waits for itself"),
 ])
 def test_bad_check_definitions_name_the_setting(tmp_path: Path, snippet: str,
                                                 message: str) -> None:
@@ -106,6 +122,67 @@ def test_a_new_check_is_yaml_only(tmp_path: Path) -> None:
                     "    run: cat /etc/motd\n    expect: {contains: [Chameleon]}\n")
     check = load_checks(path)["motd"]
     assert check.expect.contains == ("Chameleon",) and check.timeout == 120
+
+
+def test_checks_run_concurrently_and_report_in_order() -> None:
+    """Independent checks overlap; `after` holds a check back; results keep the given order."""
+    names = ["slow-wait", "a", "b", "c", "d", "needs-wait"]
+    defs = [CheckDef(name=n, reason="r", run="true",
+                     after=("slow-wait",) if n == "needs-wait" else ()) for n in names]
+    log: list[tuple[str, str, float]] = []
+    lock = threading.Lock()
+    gate = threading.Event()
+
+    def evaluate(check: CheckDef) -> CheckResult:
+        with lock:
+            log.append(("start", check.name, time.monotonic()))
+        if check.name == "slow-wait":
+            assert gate.wait(5), "the other checks did not run while this one waited"
+        elif check.name == "d":
+            gate.set()  # only reached if a..d ran while slow-wait was still waiting
+        with lock:
+            log.append(("end", check.name, time.monotonic()))
+        return CheckResult(check.name, check.name != "b", 0.0)
+
+    started: list[str] = []
+    results = list(run_concurrently(defs, evaluate, on_start=lambda c: started.append(c.name),
+                                    workers=3))
+    assert [r.name for r in results] == names == started
+    assert [r.passed for r in results] == [True, True, False, True, True, True]
+    ends = {name: t for kind, name, t in log if kind == "end"}
+    begins = {name: t for kind, name, t in log if kind == "start"}
+    assert begins["needs-wait"] >= ends["slow-wait"]
+
+
+def test_a_dependency_that_fails_still_lets_the_check_run() -> None:
+    defs = [CheckDef(name="first", reason="r", run="false"),
+            CheckDef(name="second", reason="r", run="true", after=("first",)),
+            CheckDef(name="third", reason="r", run="true", after=("not-selected",))]
+    results = list(run_concurrently(defs, lambda c: CheckResult(c.name, c.name != "first", 0.0),
+                                    workers=1))
+    assert [(r.name, r.passed) for r in results] == [("first", False), ("second", True),
+                                                     ("third", True)]
+
+
+def test_an_asset_is_prepared_once_and_fails_each_check_that_uses_it(tmp_path: Path) -> None:
+    """No guest listens: the copy fails once, and each docker check reports it on its own."""
+    key = generate_key(tmp_path, comment="t")
+    ctx = CheckContext(target=SshTarget(port=free_port(), key=key.private), manifest={},
+                       values={"asset_dir": GUEST_ASSET_DIR}, host_dir=tmp_path,
+                       qemu_arch="x86_64")
+    checks = load_checks()
+    docker = [checks["docker-run"], checks["docker-compose"]]
+    results = list(run_checks(docker, ctx))
+    assert [r.passed for r in results] == [False, False]
+    assert all("could not copy docker-busybox into the guest" in (r.reason or "")
+               for r in results)
+    assert list(ctx.prepared) == ["docker-busybox"]
+
+
+def test_only_later_stage_checks_wait_for_cloud_init() -> None:
+    checks = load_checks()
+    waiting = {c.name for c in checks.values() if "cloud-init" in c.after}
+    assert waiting == {"sshd-hardened"}
 
 
 def test_render_fills_known_placeholders_only() -> None:
