@@ -155,7 +155,9 @@ def _register_keystone_sites(cloud: LocalCloud, sites: Sequence[SiteSpec],
     password = secrets.token_urlsafe(18)
     user = admin.identity.create_user(name=PUBLISHER, password=password, domain_id="default",
                                       default_project_id=project.id)
-    member = admin.identity.find_role("member")
+    # ignore_missing=False: the SDK's current call (True is deprecated; Keystone's bootstrap
+    # always makes "member", so a missing role is an error, raised as ResourceNotFound)
+    member = admin.identity.find_role("member", ignore_missing=False)
     admin.identity.assign_project_role_to_user(project, user, member)
     service = admin.identity.create_service(name="glance", type="image")
     for spec in (s for s in sites if s.keystone):

@@ -52,12 +52,12 @@ def prepare(catalog: Catalog, request: PublishRequest) -> tuple[BuildOutput, lis
     targets = resolve_targets(catalog, sites)
     if not request.untested:
         # Every site gets tested bytes, or none is contacted.
-        for target in targets:
-            reason = output.test.refusal(target.disk_format)
-            if reason:
-                raise UsageError(f"refusing to publish {output.name} to {target.name}: {reason}",
-                                 hint="pass --untested to publish anyway (the image is then "
-                                      "marked sage-image-untested=true)")
+        refused = [(t.name, why) for t in targets if (why := output.test.refusal(t.disk_format))]
+        if refused:
+            where = "" if not output.test.passed else f" to {refused[0][0]}"
+            raise UsageError(f"refusing to publish {output.name}{where}: {refused[0][1]}",
+                             hint="pass --untested to publish anyway (the image is then "
+                                  "marked sage-image-untested=true)")
     return output, targets
 
 
