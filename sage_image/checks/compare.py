@@ -102,8 +102,12 @@ def compare_ntp(output: str, manifest: Mapping[str, Any]) -> str | None:
 
 # sfdisk --json names an MBR table "dos"; the catalog says "mbr".
 SFDISK_LABELS = {"gpt": "gpt", "dos": "mbr"}
-ROLE_NAMES = {"esp": "EFI system partition", "bios-boot": "BIOS boot partition",
-              "root": "root partition"}
+ROLE_NAMES = {"esp": "ESP", "bios-boot": "BIOS boot", "root": "root"}
+# Short names for the types a layout uses (a check's reason is one line of <= 200 characters).
+TYPE_NAMES = {"c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI system",
+              "21686148-6449-6e6f-744e-656564454649": "BIOS boot",
+              "0fc63daf-8483-4772-8e79-3d69d8477de4": "Linux filesystem",
+              "ef": "EFI system", "83": "Linux"}
 SIZE_UNITS = {"MiB": 2**20, "GiB": 2**30}
 
 
@@ -119,8 +123,7 @@ def compare_partitions(output: str, manifest: Mapping[str, Any]) -> str | None:
         return f"no partition table from sfdisk: {_first_line(output)}"
     label = SFDISK_LABELS.get(str(table.get("label")), str(table.get("label")))
     if label != layout["label"]:
-        return (f"the disk has an {label} partition table, layout {layout['name']} is "
-                f"{layout['label']}")
+        return f"the disk is {label}, layout {layout['name']} is {layout['label']}"
     found = table.get("partitions") or []
     sector = int(table.get("sectorsize", 512))
     diffs = []
@@ -131,12 +134,17 @@ def compare_partitions(output: str, manifest: Mapping[str, Any]) -> str | None:
             continue
         kind = str(found[i].get("type", "")).lower().removeprefix("0x")
         if kind != str(want["type"]).lower():
-            diffs.append(f"{what} has type {kind}, layout {layout['name']} wants {want['type']}")
+            diffs.append(f"{what} is {_type_name(kind)}, {layout['name']} wants "
+                         f"{_type_name(str(want['type']).lower())}")
         size = _fixed_size(str(want["size"]))
         if size and int(found[i].get("size", 0)) * sector != size:
             diffs.append(f"{what} is {int(found[i].get('size', 0)) * sector // 2**20} MiB, "
-                         f"layout wants {want['size']}")
+                         f"{layout['name']} wants {want['size']}")
     return _summary(diffs)
+
+
+def _type_name(kind: str) -> str:
+    return TYPE_NAMES.get(kind, kind[:8])
 
 
 def _fixed_size(text: str) -> int | None:

@@ -195,9 +195,8 @@ EXPECTED_FAILURES = {
     "source-commits": "a checkout under /opt is not at the manifest's commit: beehive-server: "
                       "/opt/beehive-server is at ",
     "partition-table": "the boot disk's partition table is not the image's layout: partition 1 "
-                       "(EFI system partition) has type 0fc63daf-8483-4772-8e79-3d69d8477de4, "
-                       "layout hybrid wants c12a7328-f81f-11d2-ba4b-00a0c93ec93b; partition 2 "
-                       "(BIOS boot partition) has type 0fc63daf",
+                       "(ESP) is Linux filesystem, hybrid wants EFI system; partition 2 (BIOS "
+                       "boot) is Linux filesystem, hybrid wants BIOS boot",
     "cuda-packages": "the NVIDIA driver or CUDA packages are not installed: no nvidia-driver",
     "pywaggle-plugin": "a pywaggle plugin cannot publish a measurement as cc: ",
     "sage-data-client": "sage-data-client (or pywaggle's vision extra) does not import as cc: ",
