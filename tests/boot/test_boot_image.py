@@ -145,6 +145,7 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "/usr/bin/docker-compose": None,                                       # docker-compose
         "/usr/local/bin/sage-ecr": None,                                       # sage-commands
         "/etc/systemd/system/serial-getty@.service.d/chameleon-autologin.conf": None,
+        "/etc/systemd/system/getty@ttyS0.service.d/chameleon-autologin.conf": None,  # serial-
         "/etc/systemd/system/chrony.service.d/zz-broken.conf":                 # chrony
             ("[Unit]\nConditionPathExists=/sage-image-broken\n", 0o644),
         "/usr/bin/virt-sysprep": None,                                         # cc-snapshot-deps
@@ -177,7 +178,7 @@ EXPECTED_FAILURES = {
     "cuda-packages": "the NVIDIA driver or CUDA packages are not installed: no nvidia-driver",
     "cc-account": "cc is not uid/gid 1000 with bash (uid:gid:shell:group of gid 1000): 1001:",
     "serial-autologin": "cc is not logged in automatically on the serial console: "
-                        "serial-getty@ttyS0 has no --autologin",
+                        "serial-getty@ttyS0 does not autologin cc",
     "chrony": "time sync is not chrony with the catalog's servers: chrony is inactive",
     "provenance-values": "cc-snapshot would garble /opt/chameleon/provenance.json: values with "
                          "a comma, whitespace or brace: zz-list='a=1,b=2'",
