@@ -144,8 +144,9 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "/etc/docker/daemon.json": ("{ this is not json\n", 0o644),           # docker-run
         "/usr/bin/docker-compose": None,                                       # docker-compose
         "/usr/local/bin/sage-ecr": None,                                       # sage-commands
+        # serial-autologin
         "/etc/systemd/system/serial-getty@.service.d/chameleon-autologin.conf": None,
-        "/etc/systemd/system/getty@ttyS0.service.d/chameleon-autologin.conf": None,  # serial-
+        "/etc/systemd/system/getty@ttyS0.service.d/chameleon-autologin.conf": None,
         "/etc/systemd/system/chrony.service.d/zz-broken.conf":                 # chrony
             ("[Unit]\nConditionPathExists=/sage-image-broken\n", 0o644),
         "/usr/bin/virt-sysprep": None,                                         # cc-snapshot-deps
