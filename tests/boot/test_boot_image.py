@@ -159,7 +159,9 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "/opt/beehive-server/do.sh": ("case $1 in\n", 0o755),                  # beehive-config
         "/opt/sage-ecr/docker-compose.yml":
             ("version: '2.4'\nservices:\n  api: {}\n", 0o644),                  # sage-ecr-config
+        # serial-autologin
         "/etc/systemd/system/serial-getty@.service.d/chameleon-autologin.conf": None,
+        "/etc/systemd/system/getty@ttyS0.service.d/chameleon-autologin.conf": None,
         "/etc/systemd/system/chrony.service.d/zz-broken.conf":                 # chrony
             ("[Unit]\nConditionPathExists=/sage-image-broken\n", 0o644),
         "/usr/bin/virt-sysprep": None,                                         # cc-snapshot-deps
@@ -207,7 +209,7 @@ EXPECTED_FAILURES = {
     "sage-ecr-config": "the Edge Code Repository's compose file does not validate: ",
     "cc-account": "cc is not uid/gid 1000 with bash (uid:gid:shell:group of gid 1000): 1001:",
     "serial-autologin": "cc is not logged in automatically on the serial console: "
-                        "serial-getty@ttyS0 has no --autologin",
+                        "serial-getty@ttyS0 does not autologin cc",
     "chrony": "time sync is not chrony with the catalog's servers: chrony is inactive",
     "provenance-values": "cc-snapshot would garble /opt/chameleon/provenance.json: values with "
                          "a comma, whitespace or brace: zz-list='a=1,b=2'",
