@@ -20,7 +20,7 @@ from .errors import CommandError, Interrupted, SageImageError
 # Stage modules that add sub-commands, in the order of the pipeline.
 COMMAND_MODULES = (
     "sage_image.catalog.commands",
-    "sage_image.build.commands",
+    "sage_image.builder.commands",
     "sage_image.checks.commands",
     "sage_image.vw.commands",
     "sage_image.publish.commands",

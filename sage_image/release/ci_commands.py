@@ -124,7 +124,7 @@ def cmd_github(args: argparse.Namespace, console: Console) -> int:
 
 
 def _default_ref() -> str:
-    from ..build.commands import builder_commit
+    from ..builder.commands import builder_commit
 
     ref = builder_commit()
     if ref == "unknown":

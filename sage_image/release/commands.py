@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..build.commands import default_cache_root
+from ..builder.commands import default_cache_root
 from ..catalog import load_catalog
 from ..catalog.commands import add_catalog_flag
 from ..catalog.model import as_plain

@@ -25,7 +25,7 @@ from sage_image.boot.disk import find_root, inspect_disk
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/build")
+BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/builder")
 SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
                "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
                "sage-commands", "source-commits")

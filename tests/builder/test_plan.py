@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from sage_image.build.plan import (
+from sage_image.builder.plan import (
     BUILDER_ELEMENTS,
     BuildRequest,
     SourceOverride,
