@@ -21,7 +21,7 @@ from .errors import CommandError, Interrupted, SageImageError
 COMMAND_MODULES = (
     "sage_image.catalog.commands",
     "sage_image.builder.commands",
-    "sage_image.checks.commands",
+    "sage_image.boottest.commands",
     "sage_image.vw.commands",
     "sage_image.publish.commands",
     "sage_image.release.commands",

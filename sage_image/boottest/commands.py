@@ -6,13 +6,13 @@ import argparse
 import time
 from pathlib import Path
 
-from ..boot.configdrive import KINDS
-from ..boot.ssh import SshTarget
 from ..console import Console, Progress
 from ..errors import UsageError
-from .results import TestReport, check_line, summary_table
-from .runner import CheckResult
-from .session import Events, TestRequest, test_image
+from .boot.configdrive import KINDS
+from .boot.ssh import SshTarget
+from .checks.results import TestReport, check_line, summary_table
+from .checks.runner import CheckResult
+from .checks.session import Events, TestRequest, test_image
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BootTestError
-from ..runner import run, terminate_group
+from ...errors import BootTestError
+from ...runner import run, terminate_group
 
 QEMU_BINARY = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64"}
 CONSOLE = {"x86_64": "ttyS0,115200", "aarch64": "ttyAMA0,115200"}

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...errors import BootTestError
 from ..boot.ssh import Output, SshTarget, ssh_run, upload
-from ..errors import BootTestError
 from .assets import build_asset
 from .compare import COMPARATORS
 from .model import CheckDef, Expect, render

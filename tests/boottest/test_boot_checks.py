@@ -11,29 +11,29 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.boot.ssh import Output
-from sage_image.catalog.model import load_catalog
-from sage_image.checks.assets import BUSYBOX_TAG, write_busybox_image
-from sage_image.checks.compare import (
+from sage_image.boottest.boot.ssh import Output
+from sage_image.boottest.checks.assets import BUSYBOX_TAG, write_busybox_image
+from sage_image.boottest.checks.compare import (
     compare_packages,
     compare_provenance,
     compare_source_commits,
 )
-from sage_image.checks.model import (
+from sage_image.boottest.checks.model import (
     Expect,
     load_checks,
     render,
     select_checks,
     validate_catalog_checks,
 )
-from sage_image.checks.results import (
+from sage_image.boottest.checks.results import (
     TestReport,
     check_line,
     junit_xml,
     summary_table,
     write_results,
 )
-from sage_image.checks.runner import CheckResult, expectation_problem
+from sage_image.boottest.checks.runner import CheckResult, expectation_problem
+from sage_image.catalog.model import load_catalog
 from sage_image.errors import ConfigError, UsageError
 
 CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",

@@ -12,8 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CommandError
-from ..runner import run
+from ...errors import CommandError
+from ...runner import run
 
 SSH_OPTIONS = (
     "-o", "BatchMode=yes",
