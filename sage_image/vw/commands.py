@@ -11,7 +11,7 @@ from ..catalog.commands import add_catalog_flag
 from ..catalog.model import load_catalog
 from ..console import Console, Progress
 from ..errors import SageImageError, UsageError
-from . import checks, k8s
+from . import k8s, validate
 from .compose import Conversion, convert
 from .model import (
     K8sRequest,
@@ -102,7 +102,7 @@ def build_request(args: argparse.Namespace) -> tuple[K8sRequest, Conversion | No
 def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
     request, conversion = build_request(args)
     plan = k8s.plan(request)
-    found = checks.problems(plan.objects(), storage_class=request.storage_class)
+    found = validate.problems(plan.objects(), storage_class=request.storage_class)
     if found:  # a bug of ours: refuse to write manifests we know to be wrong
         raise SageImageError(f"generated manifests fail {len(found)} check(s): {found[0]}")
     written = k8s.write(plan, args.out)
