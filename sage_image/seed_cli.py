@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .builder.build import BuildOptions, Reporter, build_image
-from .builder.commands import builder_commit, default_cache_root
+from .builder.cache import default_cache_root
 from .builder.plan import BuildRequest, parse_source_override, plan_build
+from .builder.provenance import builder_commit
 from .catalog import load_catalog
 from .cli import install_sigterm_handler, report_error
 from .console import Console, Progress

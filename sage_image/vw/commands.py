@@ -7,8 +7,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..catalog.commands import add_catalog_flag
 from ..catalog.model import load_catalog
+from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console, Progress
 from ..errors import SageImageError, UsageError
 from . import k8s, validate
@@ -30,8 +30,6 @@ EXAMPLE = ("sage-image vw k8s --nodes 3 --beehive beehive.example.org "
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command
-
     vw = add_command(sub, "vw", help="Virtual Waggle outside a VM image (Kubernetes)",
                      example=EXAMPLE)
     vw_sub = vw.add_subparsers(dest="vw_command", metavar="COMMAND")
@@ -40,8 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_k8s(vw_sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
     p = add_command(
         vw_sub, "k8s", example=EXAMPLE,
         help="write kustomize manifests for N independent Virtual Waggle nodes",
