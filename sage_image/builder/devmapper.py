@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# Not through runner.py: this is a tiny shim process DIB runs as kpartx/dmsetup (stdlib only),
+# whose failures must read like the real tools' (their stderr and exit status), not ours.
 MAPPER_DIR = Path("/dev/mapper")
 STATE_ENV = "SAGE_IMAGE_DM_STATE"
 
