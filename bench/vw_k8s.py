@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from sage_image.catalog.model import load_catalog
-from sage_image.vw import checks, k8s
+from sage_image.vw import k8s, validate
 from sage_image.vw.model import K8sRequest, default_stack, parse_beehive
 
 KEY = Path(__file__).parents[1] / "tests" / "vw" / "fixtures" / "private" / "register.pem"
@@ -29,7 +29,7 @@ def once(nodes: int) -> tuple[float, float, int]:
     plan = k8s.plan(request)
     files = k8s.files(plan)
     generated = time.perf_counter() - start
-    problems = checks.problems(plan.objects())
+    problems = validate.problems(plan.objects())
     checked = time.perf_counter() - start
     assert not problems, problems[:3]
     return generated, checked, len(files)

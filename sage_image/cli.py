@@ -14,30 +14,26 @@ from collections.abc import Sequence
 from types import FrameType
 
 from . import __version__
+from .boottest import commands as boottest_commands
+from .builder import commands as builder_commands
+from .catalog import commands as catalog_commands
+from .cli_common import HelpFormatter
 from .console import Console
+from .diff import commands as diff_commands
 from .errors import CommandError, Interrupted, SageImageError
+from .localcloud import commands as localcloud_commands
+from .publish import commands as publish_commands
+from .release import commands as release_commands
+from .vw import commands as vw_commands
 
 # Stage modules that add sub-commands, in the order of the pipeline.
-COMMAND_MODULES = (
-    "sage_image.catalog.commands",
-    "sage_image.build.commands",
-    "sage_image.checks.commands",
-    "sage_image.vw.commands",
-    "sage_image.publish.commands",
-    "sage_image.diff.commands",
-    "sage_image.release.commands",
-    "sage_image.release.ci_commands",
-    "sage_image.localcloud.commands",
-)
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
+COMMAND_MODULES = (catalog_commands, builder_commands, boottest_commands, vw_commands,
+                   publish_commands, diff_commands, release_commands, localcloud_commands)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sage-image", formatter_class=_Formatter,
+        prog="sage-image", formatter_class=HelpFormatter,
         description="Build, test and publish Chameleon images for Sage users.",
         epilog="example:\n  sage-image build --release bookworm --variant sage\n\n"
                "exit codes: 0 success, 1 operation failed, 2 bad input, 130 interrupted",
@@ -47,22 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="log every command line and show tracebacks")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    import importlib
-
     for module in COMMAND_MODULES:
-        importlib.import_module(module).register(sub)
+        module.register(sub)
     return parser
-
-
-def add_command(sub: argparse._SubParsersAction, name: str, *, help: str, example: str,
-                description: str | None = None) -> argparse.ArgumentParser:
-    """Add a sub-command whose --help always ends with an example."""
-    return sub.add_parser(name, help=help, description=description or help,
-                          epilog=f"example:\n  {example}", formatter_class=_Formatter)
-
-
-def add_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:

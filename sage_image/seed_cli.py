@@ -14,9 +14,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .build.build import BuildOptions, Reporter, build_image
-from .build.commands import builder_commit, default_cache_root
-from .build.plan import BuildRequest, parse_source_override, plan_build
+from .builder.build import BuildOptions, Reporter, build_image
+from .builder.cache import default_cache_root
+from .builder.plan import BuildRequest, parse_source_override, plan_build
+from .builder.provenance import builder_commit
 from .catalog import load_catalog
 from .cli import install_sigterm_handler, report_error
 from .console import Console, Progress

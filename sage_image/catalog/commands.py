@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console
 from .model import Catalog, as_plain, load_catalog
 
 
-def add_catalog_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--catalog", type=Path, default=None, metavar="FILE",
-                        help="catalog YAML to use (default: the one shipped with sage-image)")
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
     p = add_command(sub, "list", help="show the catalog: every image it defines and where it goes",
                     example="sage-image list --json | jq '.images[].name'")
     add_catalog_flag(p)

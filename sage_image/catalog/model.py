@@ -10,6 +10,7 @@ import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -20,6 +21,10 @@ from ..errors import ConfigError
 from .elements import known_elements
 
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
+# What variants.*.checks may name: the test stage's check definitions, read here for their names
+# only (boottest/checks/model.py validates the rest when `sage-image test` loads them), so a
+# misspelt check fails at `list`/`plan`/`build`, not at `test`.
+CHECKS_FILE = Path(__file__).resolve().parent.parent / "boottest" / "checks" / "checks.yaml"
 FAMILIES = ("ubuntu", "debian")
 DISK_FORMATS = ("qcow2", "raw")
 # site_kinds.*.virt: what `systemd-detect-virt --vm` says where the kind runs (none = bare metal).
@@ -357,6 +362,17 @@ def _dotted(where: tuple[Any, ...]) -> str:
     return text or "(top level)"
 
 
+@lru_cache(maxsize=1)
+def known_checks() -> tuple[str, ...] | None:
+    """Check names CHECKS_FILE defines; None if it is unreadable (`sage-image test` says why)."""
+    try:
+        data = yaml.safe_load(CHECKS_FILE.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    checks = data.get("checks") if isinstance(data, dict) else None
+    return tuple(str(name) for name in checks) if isinstance(checks, dict) else None
+
+
 def did_you_mean(value: str, choices: Iterator[str] | Mapping[str, Any] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(value, list(choices), n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
@@ -443,7 +459,7 @@ class _Parser:
                     for k, v in self.section(top, "releases").items()}
         kinds = {k: self.site_kind(k, v, elements) for k, v in self.section(top, "site_kinds").items()}
         sites = {k: self.site(k, v, kinds, arches) for k, v in self.section(top, "sites").items()}
-        variants = {k: self.variant(k, v, arches, sources, elements)
+        variants = {k: self.variant(k, v, arches, sources, elements, known_checks())
                     for k, v in self.section(top, "variants").items()}
         self.check_parents(variants)
         return Catalog(
@@ -555,7 +571,7 @@ class _Parser:
         )
 
     def variant(self, name: str, raw: Any, arches: dict[str, Arch], sources: dict[str, Source],
-                elements: frozenset[str]) -> Variant:
+                elements: frozenset[str], checks: tuple[str, ...] | None) -> Variant:
         w = ("variants", name)
         v = self.mapping(raw, w, required=("description", "elements", "name", "checks"),
                          optional=("parent", "sources", "min_free_gb", "arches", "cuda", "python"))
@@ -571,7 +587,8 @@ class _Parser:
             elements=self.choices(v["elements"], w + ("elements",), elements, "element"),
             sources=self.choices(v.get("sources", []), w + ("sources",), sources, "source"),
             name_template=template, min_free_gb=int(v.get("min_free_gb", 6)),
-            checks=self.strings(v["checks"], w + ("checks",)),
+            checks=(self.choices(v["checks"], w + ("checks",), checks, "check")
+                    if checks is not None else self.strings(v["checks"], w + ("checks",))),
             arches=(self.choices(v["arches"], w + ("arches",), arches, "arch")
                     if "arches" in v else None),
             cuda=self.cuda(v["cuda"], w + ("cuda",)) if "cuda" in v else None,

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..cli_common import add_command, add_json_flag
 from ..console import Console
 from ..folders import make_folder
 from .cloud import DEMO_CLOUDS, SiteSpec, load_cloud, start_cloud
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
     p = add_command(sub, "localcloud", help="start/stop local Glance sites (demo and tests)",
                     example="sage-image localcloud up --dir /tmp/sites && "
                             "export OS_CLIENT_CONFIG_FILE=/tmp/sites/clouds.yaml")

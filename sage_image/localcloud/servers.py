@@ -57,7 +57,8 @@ def start_process(*, name: str, kind: str, root: Path, app: str, port: int,
                   env: dict[str, str]) -> Server:
     log = (root / "server.log").open("ab")
     try:
-        # Own session: Ctrl-C at the terminal of `localcloud up` must not stop the sites later.
+        # Not runner.py: long-lived servers, stopped by `localcloud down`. Own session: Ctrl-C
+        # at the terminal of `localcloud up` must not stop the sites later.
         proc = subprocess.Popen(gunicorn_argv(app, port), cwd=root, env={**os.environ, **env},
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)

@@ -5,33 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..catalog.commands import add_catalog_flag
-from ..catalog.model import VISIBILITIES, load_catalog, parse_duration
+from ..catalog.model import VISIBILITIES, load_catalog
+from ..cli_common import add_catalog_flag, add_command, add_json_flag, comma_list, duration_days
 from ..console import Console
+from . import describe, lifecycle
 from . import publish as pub
-
-
-def _site_list(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())
-
-
-def _duration(text: str) -> int:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def add_site_flags(p: argparse.ArgumentParser) -> None:
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--sites", type=_site_list, metavar="SITE,SITE",
+    group.add_argument("--sites", type=comma_list, metavar="SITE,SITE",
                        help="catalog sites, e.g. CHI@UC,CHI@TACC,KVM@TACC")
     group.add_argument("--all-sites", action="store_true", help="every site in the catalog")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
     p = add_command(
         sub, "publish", help="upload a tested image to every site, backdating the old one",
         description="Upload the build in OUTPUT_DIR to each site in parallel under a temporary "
@@ -49,10 +37,38 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_json_flag(p)
     p.set_defaults(func=cmd_publish)
 
-    from . import describe, lifecycle
+    p = add_command(sub, "images", help="every version of every catalog image at every site",
+                    example="sage-image images Sage-VirtualWaggle-Debian12 --sites CHI@UC,KVM@TACC")
+    p.add_argument("name", nargs="?", metavar="NAME", help="one production image name")
+    add_site_flags(p)
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=lifecycle.cmd_images)
 
-    lifecycle.register(sub)
-    describe.register(sub)
+    p = add_command(sub, "prune", help="hide, then delete, old backdated images",
+                    description="Hide backdated images replaced longer ago than --hide-after and "
+                                "delete those replaced longer ago than --delete-after; never the "
+                                "production image, never one a server uses, never the newest "
+                                "--keep. The plan is always printed first.",
+                    example="sage-image prune --hide-after 12mo --delete-after 18mo --keep 2 "
+                            "--dry-run")
+    p.add_argument("name", nargs="?", metavar="NAME", help="one production image name")
+    add_site_flags(p)
+    p.add_argument("--hide-after", type=duration_days, metavar="AGE",
+                   help="e.g. 12mo, 26w, 365d (default: catalog publish.prune.hide_after)")
+    p.add_argument("--delete-after", type=duration_days, metavar="AGE",
+                   help="default: catalog publish.prune.delete_after")
+    p.add_argument("--keep", type=int, metavar="N", help="backdated versions always kept")
+    p.add_argument("--dry-run", action="store_true", help="show the plan only")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=lifecycle.cmd_prune)
+
+    p = add_command(sub, "describe", help="write the appliance description (Markdown + JSON)",
+                    example="sage-image describe out/sage-bookworm-amd64 --json")
+    p.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
+    add_json_flag(p)
+    p.set_defaults(func=describe.cmd_describe)
 
 
 def cmd_publish(args: argparse.Namespace, console: Console) -> int:

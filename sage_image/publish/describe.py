@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from ..console import Console
@@ -159,13 +158,3 @@ def cmd_describe(args: argparse.Namespace, console: Console) -> int:
         console.result(doc["documentation"])
         console.info(f"wrote {md_path} and {json_path}")
     return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
-    p = add_command(sub, "describe", help="write the appliance description (Markdown + JSON)",
-                    example="sage-image describe out/sage-bookworm-amd64 --json")
-    p.add_argument("output_dir", type=Path, metavar="OUTPUT_DIR")
-    add_json_flag(p)
-    p.set_defaults(func=cmd_describe)

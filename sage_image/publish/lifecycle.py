@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from ..catalog.commands import add_catalog_flag, catalog_images
+from ..catalog.commands import catalog_images
 from ..catalog.model import Catalog, load_catalog
 from ..console import Console
 from ..errors import UsageError
@@ -296,35 +296,3 @@ def _apply_prune(targets: Sequence[SiteTarget], actions: Sequence[PruneAction],
         except Exception as exc:
             errors[a.site] = f"{a.action} {a.image.id} failed: {_reason(exc)}"
     return done
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-    from .commands import _duration, add_site_flags
-
-    p = add_command(sub, "images", help="every version of every catalog image at every site",
-                    example="sage-image images Sage-VirtualWaggle-Debian12 --sites CHI@UC,KVM@TACC")
-    p.add_argument("name", nargs="?", metavar="NAME", help="one production image name")
-    add_site_flags(p)
-    add_catalog_flag(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_images)
-
-    p = add_command(sub, "prune", help="hide, then delete, old backdated images",
-                    description="Hide backdated images replaced longer ago than --hide-after and "
-                                "delete those replaced longer ago than --delete-after; never the "
-                                "production image, never one a server uses, never the newest "
-                                "--keep. The plan is always printed first.",
-                    example="sage-image prune --hide-after 12mo --delete-after 18mo --keep 2 "
-                            "--dry-run")
-    p.add_argument("name", nargs="?", metavar="NAME", help="one production image name")
-    add_site_flags(p)
-    p.add_argument("--hide-after", type=_duration, metavar="AGE",
-                   help="e.g. 12mo, 26w, 365d (default: catalog publish.prune.hide_after)")
-    p.add_argument("--delete-after", type=_duration, metavar="AGE",
-                   help="default: catalog publish.prune.delete_after")
-    p.add_argument("--keep", type=int, metavar="N", help="backdated versions always kept")
-    p.add_argument("--dry-run", action="store_true", help="show the plan only")
-    add_catalog_flag(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_prune)

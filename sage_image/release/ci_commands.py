@@ -1,4 +1,4 @@
-"""`sage-image ci github|k8s` and `sage-image report`: the command-line side of ci.py/report.py.
+"""What `sage-image ci github|k8s` and `sage-image report` do (their flags: commands.py).
 
 Generation is pure (ci.py, report.py); this module reads inputs, checks what was generated
 against the plan, and writes files.
@@ -15,73 +15,16 @@ import time
 from pathlib import Path
 
 from .. import __version__
-from ..catalog.commands import add_catalog_flag
+from ..builder.provenance import builder_commit
 from ..catalog.model import load_catalog
 from ..console import Console
 from ..errors import SageImageError, UsageError
 from ..folders import make_folder, make_parent_folder
 from . import ci, report
-from .selection import add_selection_flags, selection_from_args
+from .selection import selection_from_args
 
 DEFAULT_WORKFLOW = Path(".github/workflows/sage-image-release.yml")
 K8S_MARKER = ".sage-image-ci-k8s"
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
-    group = add_command(sub, "ci", help="generate CI that runs the release plan elsewhere",
-                        example="sage-image ci github --variants base,sage")
-    verbs = group.add_subparsers(dest="ci_command", metavar="COMMAND")
-    verbs.required = True
-
-    p = add_command(verbs, "github", help="write a GitHub Actions workflow running the release plan",
-                    description="Write a GitHub Actions workflow with one job per build, test and "
-                                "publish of the release plan, their needs: exactly the plan's "
-                                "dependencies (docs/release.md).",
-                    example="sage-image ci github --releases bookworm --variants base,sage "
-                            "--out .github/workflows/sage-image-release.yml")
-    add_selection_flags(p)
-    p.add_argument("--out", type=Path, default=DEFAULT_WORKFLOW, metavar="FILE",
-                   help=f"workflow file to write ('-' for stdout; default {DEFAULT_WORKFLOW})")
-    add_catalog_flag(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_github)
-
-    p = add_command(verbs, "k8s", help="write Kubernetes Jobs running the release plan",
-                    description="Write a kustomize directory: a namespace, a shared cache volume "
-                                "and one Job per image (build, then test) and per publish; a Job "
-                                "waits on the volume for what it needs (docs/release.md).",
-                    example="sage-image ci k8s --variants base,sage --publish --out release-k8s")
-    add_selection_flags(p)
-    p.add_argument("--publish", action="store_true", help="also publish every tested image")
-    p.add_argument("--out", type=Path, default=Path("release-k8s"), metavar="DIR",
-                   help="directory to write (default ./release-k8s; replaced if ours)")
-    p.add_argument("--run", default=None, metavar="ID",
-                   help="names this run's Jobs and folder on the volume (default: UTC time)")
-    p.add_argument("--ref", default=None, metavar="COMMIT",
-                   help="sage-image-builder commit the pods check out (default: this checkout's)")
-    p.add_argument("--repo", default=None, metavar="URL",
-                   help="repository to check out (default: the catalog's builder.repo)")
-    p.add_argument("--namespace", default="sage-image", metavar="NS", help="default sage-image")
-    p.add_argument("--storage-class", default=None, metavar="NAME",
-                   help="StorageClass of the cache volume (ReadWriteMany; default: the cluster's)")
-    p.add_argument("--clouds-secret", default="sage-image-clouds", metavar="NAME",
-                   help="Secret with key clouds.yaml the publish pods use (not generated)")
-    add_catalog_flag(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_k8s)
-
-    p = add_command(sub, "report", help="write the release report (HTML page + JSON)",
-                    description="Read RELEASE_DIR (written by `sage-image release`) and write "
-                                "report.html (opens offline in any browser) and report.json.",
-                    example="sage-image report out/release --out out/release")
-    p.add_argument("release_dir", type=Path, metavar="RELEASE_DIR")
-    p.add_argument("--out", type=Path, default=None, metavar="DIR",
-                   help="where report.html and report.json go (default: RELEASE_DIR)")
-    add_catalog_flag(p)
-    add_json_flag(p)
-    p.set_defaults(func=cmd_report)
 
 
 def _command_line(args: argparse.Namespace, *extra: str) -> str:
@@ -125,8 +68,6 @@ def cmd_github(args: argparse.Namespace, console: Console) -> int:
 
 
 def _default_ref() -> str:
-    from ..build.commands import builder_commit
-
     ref = builder_commit()
     if ref == "unknown":
         raise UsageError("cannot tell this checkout's commit; give --ref COMMIT")

@@ -1,4 +1,6 @@
-"""`sage-image release` (the whole matrix) and `sage-image cache` (layers, sources, slots)."""
+"""`sage-image release` (the whole matrix), `cache` (layers, sources, slots), `ci github|k8s`
+and `report`: every release-stage sub-command and its flags (ci/report handlers: ci_commands.py).
+"""
 
 from __future__ import annotations
 
@@ -10,36 +12,32 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..build.commands import default_cache_root
+from ..builder.cache import default_cache_root
 from ..catalog import load_catalog
-from ..catalog.commands import add_catalog_flag
 from ..catalog.model import as_plain
+from ..cli_common import add_catalog_flag, add_command, add_json_flag, comma_list
 from ..console import Console, format_seconds
 from ..errors import UsageError
+from . import ci_commands
 from .plan import ReleasePlan, SourceInputs, plan_release
 from .run import ReleaseOptions, default_jobs, release_jobs, run_release
 from .scheduler import JobState, Scheduler
+from .selection import add_selection_flags
 
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), "amd64")
 EXAMPLE = ("sage-image release --releases bookworm --variants base,sage "
            "--sites CHI@UC,CHI@TACC,KVM@TACC --publish")
 
 
-def _csv(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
     p = add_command(sub, "release", example=EXAMPLE,
                     help="build, test and publish the catalog matrix (one build per image, "
                          "layered, in parallel)")
-    p.add_argument("--releases", type=_csv, default=(), help="comma-separated (default: all)")
-    p.add_argument("--variants", type=_csv, default=(), help="comma-separated (default: all)")
-    p.add_argument("--arches", type=_csv, default=(HOST_ARCH,),
+    p.add_argument("--releases", type=comma_list, default=(), help="comma-separated (default: all)")
+    p.add_argument("--variants", type=comma_list, default=(), help="comma-separated (default: all)")
+    p.add_argument("--arches", type=comma_list, default=(HOST_ARCH,),
                    help=f"comma-separated (default: this machine's, {HOST_ARCH})")
-    p.add_argument("--sites", type=_csv, default=(), help="comma-separated (default: all)")
+    p.add_argument("--sites", type=comma_list, default=(), help="comma-separated (default: all)")
     p.add_argument("--jobs", type=int, default=None,
                    help="builds/boot tests at once (default: from cores, free memory and disk)")
     p.add_argument("--publish", action="store_true", help="publish each tested image")
@@ -64,6 +62,59 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", type=Path, default=None, metavar="DIR")
     add_json_flag(p)
     p.set_defaults(func=cmd_cache)
+
+    group = add_command(sub, "ci", help="generate CI that runs the release plan elsewhere",
+                        example="sage-image ci github --variants base,sage")
+    verbs = group.add_subparsers(dest="ci_command", metavar="COMMAND")
+    verbs.required = True
+
+    p = add_command(verbs, "github", help="write a GitHub Actions workflow running the release plan",
+                    description="Write a GitHub Actions workflow with one job per build, test and "
+                                "publish of the release plan, their needs: exactly the plan's "
+                                "dependencies (docs/release.md).",
+                    example="sage-image ci github --releases bookworm --variants base,sage "
+                            "--out .github/workflows/sage-image-release.yml")
+    add_selection_flags(p)
+    p.add_argument("--out", type=Path, default=ci_commands.DEFAULT_WORKFLOW, metavar="FILE",
+                   help=f"workflow file to write ('-' for stdout; default {ci_commands.DEFAULT_WORKFLOW})")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=ci_commands.cmd_github)
+
+    p = add_command(verbs, "k8s", help="write Kubernetes Jobs running the release plan",
+                    description="Write a kustomize directory: a namespace, a shared cache volume "
+                                "and one Job per image (build, then test) and per publish; a Job "
+                                "waits on the volume for what it needs (docs/release.md).",
+                    example="sage-image ci k8s --variants base,sage --publish --out release-k8s")
+    add_selection_flags(p)
+    p.add_argument("--publish", action="store_true", help="also publish every tested image")
+    p.add_argument("--out", type=Path, default=Path("release-k8s"), metavar="DIR",
+                   help="directory to write (default ./release-k8s; replaced if ours)")
+    p.add_argument("--run", default=None, metavar="ID",
+                   help="names this run's Jobs and folder on the volume (default: UTC time)")
+    p.add_argument("--ref", default=None, metavar="COMMIT",
+                   help="sage-image-builder commit the pods check out (default: this checkout's)")
+    p.add_argument("--repo", default=None, metavar="URL",
+                   help="repository to check out (default: the catalog's builder.repo)")
+    p.add_argument("--namespace", default="sage-image", metavar="NS", help="default sage-image")
+    p.add_argument("--storage-class", default=None, metavar="NAME",
+                   help="StorageClass of the cache volume (ReadWriteMany; default: the cluster's)")
+    p.add_argument("--clouds-secret", default="sage-image-clouds", metavar="NAME",
+                   help="Secret with key clouds.yaml the publish pods use (not generated)")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=ci_commands.cmd_k8s)
+
+    p = add_command(sub, "report", help="write the release report (HTML page + JSON)",
+                    description="Read RELEASE_DIR (written by `sage-image release`) and write "
+                                "report.html (opens offline in any browser) and report.json.",
+                    example="sage-image report out/release --out out/release")
+    p.add_argument("release_dir", type=Path, metavar="RELEASE_DIR")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="where report.html and report.json go (default: RELEASE_DIR)")
+    add_catalog_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=ci_commands.cmd_report)
 
 
 def cmd_release(args: argparse.Namespace, console: Console) -> int:

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..build.plan import parse_source_override
+from ..builder.plan import parse_source_override
 from ..catalog import Catalog, did_you_mean
 from ..catalog.elements import element_dirs
 from ..catalog.model import Variant

@@ -116,6 +116,7 @@ class Scheduler:
         state = self.states[job.id]
         base = self.log_dir / _file_name(job.id)
         with open(base.with_suffix(".out"), "wb") as out, open(base.with_suffix(".log"), "wb") as err:
+            # Not runner.py: long-lived jobs whose lifetime the scheduler manages (signals, reaping).
             state.process = subprocess.Popen(job.argv, stdout=out, stderr=err,
                                              stdin=subprocess.DEVNULL, env=self.env,
                                              start_new_session=True)

@@ -10,6 +10,7 @@ import argparse
 from dataclasses import dataclass
 
 from ..catalog import Catalog
+from ..cli_common import comma_list
 from .plan import ReleasePlan, plan_release
 
 
@@ -27,18 +28,10 @@ class Selection:
                             arches=self.arches, sites=self.sites, publish=publish)
 
 
-def _names(text: str) -> tuple[str, ...]:
-    """`a,b, c` -> ('a', 'b', 'c'); an empty list is a mistake, not "everything"."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected comma-separated names, e.g. bookworm,jammy")
-    return names
-
-
 def add_selection_flags(parser: argparse.ArgumentParser) -> None:
     for flag, example in (("releases", "bookworm,jammy"), ("variants", "base,sage"),
                           ("arches", "amd64"), ("sites", "CHI@UC,KVM@TACC")):
-        parser.add_argument(f"--{flag}", type=_names, default=(), metavar="A,B",
+        parser.add_argument(f"--{flag}", type=comma_list, default=(), metavar="A,B",
                             help=f"catalog {flag}, comma-separated (e.g. {example}); default: all")
 
 

@@ -7,11 +7,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..catalog.commands import add_catalog_flag
 from ..catalog.model import load_catalog
+from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console, Progress
 from ..errors import SageImageError, UsageError
-from . import checks, k8s
+from . import k8s, validate
 from .compose import Conversion, convert
 from .model import (
     K8sRequest,
@@ -30,8 +30,6 @@ EXAMPLE = ("sage-image vw k8s --nodes 3 --beehive beehive.example.org "
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command
-
     vw = add_command(sub, "vw", help="Virtual Waggle outside a VM image (Kubernetes)",
                      example=EXAMPLE)
     vw_sub = vw.add_subparsers(dest="vw_command", metavar="COMMAND")
@@ -40,8 +38,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_k8s(vw_sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
     p = add_command(
         vw_sub, "k8s", example=EXAMPLE,
         help="write kustomize manifests for N independent Virtual Waggle nodes",
@@ -102,7 +98,7 @@ def build_request(args: argparse.Namespace) -> tuple[K8sRequest, Conversion | No
 def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
     request, conversion = build_request(args)
     plan = k8s.plan(request)
-    found = checks.problems(plan.objects(), storage_class=request.storage_class)
+    found = validate.problems(plan.objects(), storage_class=request.storage_class)
     if found:  # a bug of ours: refuse to write manifests we know to be wrong
         raise SageImageError(f"generated manifests fail {len(found)} check(s): {found[0]}")
     written = k8s.write(plan, args.out)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.build import devmapper
-from sage_image.build.artifacts import file_digests
-from sage_image.build.build import reap_stale_work
-from sage_image.build.imagefs import ImageFiles
+from sage_image.builder import devmapper
+from sage_image.builder.artifacts import file_digests
+from sage_image.builder.build import reap_stale_work
+from sage_image.builder.imagefs import ImageFiles
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="image builds need root")]

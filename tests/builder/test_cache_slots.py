@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sage_image.build.build import _dib_cache_slot
+from sage_image.builder.build import _dib_cache_slot
 
 
 def test_a_second_concurrent_build_gets_another_slot(tmp_path):

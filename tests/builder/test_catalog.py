@@ -87,6 +87,8 @@ BROKEN = [
     ("    label: mbr\n    firmware: [bios]\n    partitions:\n",
      "    label: mbr\n    firmware: [bios]\n    partitions:\n      - {name: B, role: bios-boot, size: 8MiB}\n",
      "layouts.mbr.partitions[0].role: a bios-boot partition cannot be in an mbr table"),
+    ("docker-socket,", "docker-sokcet,",
+     "variants.sage.checks[1]: unknown check 'docker-sokcet' (did you mean 'docker-socket'?)"),
     ('mirrors: {amd64: "http://deb.debian.org/debian", arm64: "http://deb.debian.org/debian"}\n'
      '    security_mirror: "http://deb.debian.org/debian-security"\n'
      '    env: {DIB_DEBIAN_COMPONENTS: "main,contrib,non-free,non-free-firmware"}\n  trixie',
@@ -130,3 +132,21 @@ def test_parent_cycle_is_refused(catalog_text, write_catalog):
 def test_missing_catalog_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read catalog"):
         load_catalog(tmp_path / "nope.yaml")
+
+
+def test_misspelt_check_fails_list_not_only_test(catalog_text, write_catalog, capsys):
+    from sage_image.cli import main
+
+    path = write_catalog(catalog_text.replace("docker-socket,", "docker-sokcet,", 1))
+    assert main(["list", "--catalog", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "unknown check 'docker-sokcet' (did you mean 'docker-socket'?)" in err[0], err
+    assert not any("Traceback" in line for line in err)
+
+
+def test_catalog_reads_the_check_names_the_test_stage_defines():
+    from sage_image.boottest.checks.model import DEFAULT_CHECKS, load_checks
+    from sage_image.catalog.model import CHECKS_FILE, known_checks
+
+    assert CHECKS_FILE == DEFAULT_CHECKS.resolve()
+    assert known_checks() == tuple(load_checks())

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.build import devmapper
+from sage_image.builder import devmapper
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root")
 
 
 def shim(tool: str, *args: str, state: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sage_image.build.devmapper", tool, *args],
+    return subprocess.run([sys.executable, "-m", "sage_image.builder.devmapper", tool, *args],
                           env=os.environ | {devmapper.STATE_ENV: str(state)},
                           capture_output=True, text=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from sage_image.build.dib import SUDO_SHIM, DibLog
+from sage_image.builder.dib import SUDO_SHIM, DibLog
 
 LINES = [
     "2026-11-25 08:44:20.227 | Running hooks from /tmp/x/hooks/root.d",

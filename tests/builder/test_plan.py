@@ -7,7 +7,7 @@ import itertools
 import pytest
 import yaml
 
-from sage_image.build.plan import (
+from sage_image.builder.plan import (
     BUILDER_ELEMENTS,
     BuildRequest,
     SourceOverride,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.build.plan import PlannedSource
-from sage_image.build.sources import (
+from sage_image.builder.plan import PlannedSource
+from sage_image.builder.sources import (
     SourceCache,
     export_sources,
     fetch_sources,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sage_image.errors import UsageError
-from sage_image.vw import checks, k8s
+from sage_image.vw import k8s, validate
 from sage_image.vw.compose import convert
 from sage_image.vw.model import default_stack
 
@@ -51,7 +51,7 @@ def test_every_kompose_failure_has_an_explained_decision() -> None:
 def test_converted_manifests_pass_the_checks(make_plan: Callable[..., k8s.Plan]) -> None:
     conv = convert(COMPOSE)
     objs = list(make_plan(nodes=2, stack=conv.stack, extra_env=conv.env).objects())
-    assert checks.problems(objs) == []
+    assert validate.problems(objs) == []
     config = next(o for o in objs if o["kind"] == "ConfigMap")["data"]
     assert config["WAGGLE_BEEHIVE_HOST"] == "beehive"
 
@@ -76,7 +76,7 @@ services:
     assert dict(camera.env)["UPSTREAM"] == "http://beehive:9000"
     assert camera.readiness is not None and camera.ports[0].port == 8080
     objs = list(make_plan(stack=conv.stack).objects())
-    assert checks.problems(objs) == []
+    assert validate.problems(objs) == []
 
 
 @pytest.mark.parametrize(("body", "message"), [

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from sage_image.vw import checks, k8s
+from sage_image.vw import k8s, validate
 from sage_image.vw.compose import convert
 from sage_image.vw.model import KEY_SECRET, parse_beehive
 
@@ -88,7 +88,7 @@ def test_schema_check_can_fail(make_plan: Callable[..., k8s.Plan]) -> None:
 def test_structural_checks_pass(variant: str, make_plan: Callable[..., k8s.Plan]) -> None:
     kwargs = VARIANTS[variant]
     objs = list(make_plan(**kwargs).objects())
-    assert checks.problems(objs, storage_class=kwargs.get("storage_class")) == []
+    assert validate.problems(objs, storage_class=kwargs.get("storage_class")) == []
 
 
 @pytest.mark.parametrize("nodes", [1, 50])
@@ -103,7 +103,7 @@ def test_n_nodes_are_independent(nodes: int, make_plan: Callable[..., k8s.Plan])
         assert config["data"]["WAGGLE_NODE_ID"] == n.node.node_id
         for o in n.objects:
             assert o["metadata"].get("namespace", o["metadata"]["name"]) == n.node.namespace
-    assert checks.problems(plan.objects()) == []
+    assert validate.problems(plan.objects()) == []
 
 
 def test_each_node_has_the_virtual_waggle_services(make_plan: Callable[..., k8s.Plan]) -> None:
@@ -170,12 +170,12 @@ def test_commit_of_waggle_node_is_recorded(make_plan: Callable[..., k8s.Plan],
 
 def test_images_are_the_catalogs_pins(make_plan: Callable[..., k8s.Plan], catalog: Any) -> None:
     pinned = {f"docker.io/{ref}" for ref in catalog.kubernetes.images.values()}
-    used = {c["image"] for _, _, spec in checks.pod_specs(list(make_plan().objects()))
+    used = {c["image"] for _, _, spec in validate.pod_specs(list(make_plan().objects()))
             for c in spec["containers"]}
     assert used == pinned
     mirrored = make_plan(image_registry="mirror.example:5000")
     assert all(c["image"].startswith("mirror.example:5000/waggle/")
-               for _, _, spec in checks.pod_specs(list(mirrored.objects()))
+               for _, _, spec in validate.pod_specs(list(mirrored.objects()))
                for c in spec["containers"])
 
 
@@ -304,10 +304,10 @@ BREAKERS: dict[str, tuple[Callable[[list[Obj]], None], str]] = {
 @pytest.mark.parametrize("name", sorted(BREAKERS))
 def test_each_check_catches_its_breakage(name: str, make_plan: Callable[..., k8s.Plan]) -> None:
     objs = copy.deepcopy(list(make_plan(nodes=2).objects()))
-    assert checks.problems(objs) == []
+    assert validate.problems(objs) == []
     breaker, expected = BREAKERS[name]
     breaker(objs)
-    found = checks.problems(objs)
+    found = validate.problems(objs)
     assert any(expected in p for p in found), found
 
 
@@ -354,4 +354,4 @@ def test_kustomize_renders_secret_per_namespace_and_all_is_schema_valid(
     assert all(s["metadata"]["name"] == KEY_SECRET for s in secrets)
     errors = [e for v in catalog.kubernetes.versions for d in docs if (e := schema_errors(d, v))]
     assert errors == []
-    assert checks.problems([d for d in docs if d["kind"] != "Secret"]) == []
+    assert validate.problems([d for d in docs if d["kind"] != "Secret"]) == []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..console import format_table
+from ...console import format_table
 from .runner import CheckResult
 
 RESULTS_NAME = "test-results.json"

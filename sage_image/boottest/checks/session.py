@@ -17,15 +17,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ...catalog.model import load_catalog
+from ...errors import BootTestError
+from ...runner import run
 from ..boot import disk as disk_mod
 from ..boot.configdrive import Metadata, write_drive
 from ..boot.image import ImageUnderTest, resolve_image, verify_checksum
 from ..boot.kvm import choose_accel
 from ..boot.qemu import CONSOLE, QEMU_BINARY, Machine, VmSpec
 from ..boot.ssh import SshTarget, generate_key, ssh_run, start_master, stop_master
-from ..catalog.model import load_catalog
-from ..errors import BootTestError
-from ..runner import run
 from .compare import source_entries
 from .model import CheckDef, load_checks, render, select_checks
 from .results import TestReport, write_junit, write_results

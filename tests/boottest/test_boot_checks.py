@@ -35,7 +35,7 @@ from sage_image.checks.model import (
     select_checks,
     validate_catalog_checks,
 )
-from sage_image.checks.results import (
+from sage_image.boottest.checks.results import (
     TestReport,
     check_line,
     junit_xml,

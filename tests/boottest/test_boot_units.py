@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.boot import disk
-from sage_image.boot.configdrive import (
+from sage_image.boottest.boot import disk
+from sage_image.boottest.boot.configdrive import (
     Metadata,
     configdrive_files,
     nocloud_files,
     write_drive,
 )
-from sage_image.boot.kvm import choose_accel, probe_kvm
-from sage_image.boot.qemu import VmSpec, free_port, qemu_argv
-from sage_image.boot.ssh import generate_key
+from sage_image.boottest.boot.kvm import choose_accel, probe_kvm
+from sage_image.boottest.boot.qemu import VmSpec, free_port, qemu_argv
+from sage_image.boottest.boot.ssh import generate_key
 from sage_image.errors import BootTestError, UsageError
 
 from .conftest import make_ext4, make_mbr_disk

@@ -14,8 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BootTestError, CommandError, UsageError
-from ..runner import run
+from ...errors import BootTestError, CommandError, UsageError
+from ...runner import run
 
 SECTOR = 512
 EXT_MAGIC = 0xEF53

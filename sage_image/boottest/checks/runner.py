@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...errors import BootTestError
 from ..boot.ssh import Output, SshTarget, ssh_run, upload
 from ..errors import BootTestError, CommandError
 from ..runner import run

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..runner import run
+from ...runner import run
 
 KINDS = ("configdrive", "nocloud")
 KEY_NAME = "sage-image-test"

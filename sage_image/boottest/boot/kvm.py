@@ -56,6 +56,7 @@ def probe_kvm(*, qemu: str, kernel: Path, seconds: float = PROBE_SECONDS) -> boo
             "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
             "-kernel", str(kernel), "-append", "console=ttyS0 panic=-1 loglevel=4"]
     try:
+        # Not runner.run: a timeout is the expected "no", and the serial output may not be UTF-8.
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=seconds,
                               stdin=subprocess.DEVNULL, errors="replace")
     except subprocess.TimeoutExpired:

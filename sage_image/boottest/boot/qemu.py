@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BootTestError
-from ..runner import run, terminate_group
+from ...errors import BootTestError
+from ...runner import run, terminate_group
 
 QEMU_BINARY = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64"}
 CONSOLE = {"x86_64": "ttyS0,115200", "aarch64": "ttyAMA0,115200"}
@@ -137,6 +137,7 @@ class Machine:
             self.argv = qemu_argv(self.spec, overlay=self.overlay, serial_log=self.serial_log,
                                   port=self.port)
             with self.qemu_log.open("wb") as log:
+                # Not runner.py: a long-lived VM whose lifetime Machine manages (terminate_group).
                 self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
                                              stderr=subprocess.STDOUT, start_new_session=True,
                                              preexec_fn=_die_with_parent)

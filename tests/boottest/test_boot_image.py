@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.boot.disk import find_root, inspect_disk
+from sage_image.boottest.boot.disk import find_root, inspect_disk
 
 pytestmark = pytest.mark.slow
 

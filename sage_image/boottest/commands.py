@@ -6,18 +6,17 @@ import argparse
 import time
 from pathlib import Path
 
-from ..boot.configdrive import KINDS
-from ..boot.ssh import SshTarget
+from ..cli_common import add_catalog_flag, add_command, add_json_flag, comma_list, positive_seconds
 from ..console import Console, Progress
 from ..errors import UsageError
-from .results import TestReport, check_line, summary_table
-from .runner import CheckResult
-from .session import Events, TestRequest, test_image
+from .boot.configdrive import KINDS
+from .boot.ssh import SshTarget
+from .checks.results import TestReport, check_line, summary_table
+from .checks.runner import CheckResult
+from .checks.session import Events, TestRequest, test_image
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
     p = add_command(
         sub, "test", help="boot a built image in QEMU and check it works for a Chameleon user",
         description="Boot the image (copy-on-write overlay; the image is never modified) with "
@@ -29,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         example="sage-image test out/bookworm-sage --junit out/bookworm-sage/junit.xml")
     p.add_argument("path", type=Path, metavar="PATH_OR_OUTPUT_DIR",
                    help="a build output folder (manifest.json) or an image file")
-    p.add_argument("--checks", type=_names, default=(), metavar="NAME,...",
+    p.add_argument("--checks", type=comma_list, default=(), metavar="NAME,...",
                    help="run only these checks (default: the variant's checks from the catalog)")
     p.add_argument("--keep-running", action="store_true",
                    help="leave the VM up after the checks and print the ssh command; Ctrl-C ends")
@@ -45,31 +44,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", dest="disk_format", choices=("qcow2", "raw"),
                    help="which of the output folder's files to boot (default: raw, else qcow2)")
     p.add_argument("--variant", help="variant of a bare image file (default: base)")
-    p.add_argument("--boot-timeout", type=_seconds, metavar="S",
+    p.add_argument("--boot-timeout", type=positive_seconds, metavar="S",
                    help="hard limit for the guest to accept SSH (default: 600 direct, 1800 "
                         "firmware)")
-    p.add_argument("--check-timeout", type=_seconds, metavar="S",
+    p.add_argument("--check-timeout", type=positive_seconds, metavar="S",
                    help="hard limit per check (default: each check's own, usually 120)")
-    p.add_argument("--catalog", type=Path, metavar="FILE", help="catalog YAML to use")
+    add_catalog_flag(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_test)
-
-
-def _names(text: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected NAME[,NAME...]")
-    return names
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
-    return value
 
 
 def cmd_test(args: argparse.Namespace, console: Console) -> int:

@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
-from ..catalog.model import Catalog, did_you_mean
-from ..errors import ConfigError, UsageError
+from ...catalog.model import Catalog, did_you_mean
+from ...errors import ConfigError, UsageError
 
 DEFAULT_CHECKS = Path(__file__).with_name("checks.yaml")
 COMPARISONS = ("provenance", "packages", "source-commits", "ntp", "partitions")

@@ -6,8 +6,8 @@ diskimage-builder maps the partitions of its loop device with ``kpartx`` and exp
 loop device with ``--offset``/``--sizelimit`` over the *image file* works as a partition, so the
 ``kpartx`` and ``dmsetup`` that DIB finds first on its PATH are this module:
 
-    python -m sage_image.build.devmapper kpartx -av /dev/loop3
-    python -m sage_image.build.devmapper dmsetup remove loop3p1
+    python -m sage_image.builder.devmapper kpartx -av /dev/loop3
+    python -m sage_image.builder.devmapper dmsetup remove loop3p1
 
 Each mapping is recorded in ``$SAGE_IMAGE_DM_STATE`` (one file per mapping, naming its loop
 device) so that :func:`sweep` can undo exactly what this build made, even after DIB was killed.
@@ -24,6 +24,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+# Not through runner.py: this is a tiny shim process DIB runs as kpartx/dmsetup (stdlib only),
+# whose failures must read like the real tools' (their stderr and exit status), not ours.
 MAPPER_DIR = Path("/dev/mapper")
 STATE_ENV = "SAGE_IMAGE_DM_STATE"
 
@@ -193,7 +195,7 @@ def sweep(workdir: Path, state: Path) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if not argv:
-        print("usage: python -m sage_image.build.devmapper kpartx|dmsetup ARGS", file=sys.stderr)
+        print("usage: python -m sage_image.builder.devmapper kpartx|dmsetup ARGS", file=sys.stderr)
         return 2
     tool, args = argv[0], argv[1:]
     try:

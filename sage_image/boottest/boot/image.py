@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..errors import BootTestError, UsageError
+from ...errors import BootTestError, UsageError
 from .disk import DiskInfo, inspect_disk
 
 # raw first: a compressed qcow2 makes QEMU inflate every block the guest reads (CPU that TCG

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.boot.disk import ROOT_LABEL
+from sage_image.boottest.boot.disk import ROOT_LABEL
 
 MIB = 1 << 20
 

@@ -59,7 +59,7 @@ exec env -i PATH="$PATH" HOME=/root TERM="${TERM:-dumb}" ${LANG:+LANG=$LANG} "$@
 DEVMAPPER_SHIM = """#!/bin/sh
 # sage-image: partitions through loop devices (no device-mapper here); see devmapper.py.
 export SAGE_IMAGE_DM_STATE='{state}'
-exec '{python}' -m sage_image.build.devmapper {tool} "$@"
+exec '{python}' -m sage_image.builder.devmapper {tool} "$@"
 """
 
 # Only `mount DEVICE DIR` (how DIB's block-device step mounts a partition) can need FAT

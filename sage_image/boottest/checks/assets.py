@@ -13,7 +13,7 @@ import json
 import tarfile
 from pathlib import Path
 
-from ..errors import BootTestError
+from ...errors import BootTestError
 
 BUSYBOX_TAG = "sage-image-test/busybox:1"
 # Debian's busybox-static puts the binary here; the dynamic busybox would need libc in the image.

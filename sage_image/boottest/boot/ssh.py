@@ -6,14 +6,15 @@ half goes into the metadata. Host keys are not recorded anywhere: every guest is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CommandError
-from ..runner import run
+from ...errors import CommandError
+from ...runner import run
 
 SSH_OPTIONS = (
     "-o", "BatchMode=yes",
@@ -90,6 +91,7 @@ def ssh_run(target: SshTarget, command: str, *, timeout: float, user: str | None
     on the already authenticated shared connection)."""
     argv = target.argv(user=user, extra=extra, shared=shared) + ["--", command]
     try:
+        # Not runner.run: bytes in and out, and the guest command's failure or timeout is a result.
         proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout,
                               stdin=None if stdin is not None else subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
@@ -126,9 +128,9 @@ def stop_master(target: SshTarget) -> None:
     """End the shared connection (it also ends by itself when QEMU goes away)."""
     if target.control is None or not target.control.exists():
         return
-    subprocess.run(["ssh", "-o", f"ControlPath={target.control}", "-O", "exit", "-p",
-                    str(target.port), f"{target.user}@{target.host}"], stdin=subprocess.DEVNULL,
-                   capture_output=True, timeout=15, check=False)
+    with contextlib.suppress(CommandError):  # best effort: QEMU's exit ends it anyway
+        run(["ssh", "-o", f"ControlPath={target.control}", "-O", "exit", "-p", str(target.port),
+             f"{target.user}@{target.host}"], timeout=15, check=False)
 
 
 def upload(target: SshTarget, local: Path, remote: str, *, timeout: float) -> Output:

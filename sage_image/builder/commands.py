@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ..catalog import load_catalog
-from ..catalog.commands import add_catalog_flag
 from ..catalog.model import as_plain
+from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console, Progress, format_seconds
-from ..errors import BuildError, CommandError
-from ..runner import run
+from ..errors import BuildError
 from .build import BuildOptions, Reporter, build_image
+from .cache import default_cache_root
 from .plan import (
     ADMIN_UID,
     ADMIN_USER,
@@ -23,16 +22,9 @@ from .plan import (
     parse_source_override,
     plan_build,
 )
+from .provenance import builder_commit
 
 EXAMPLE_BUILD = "sage-image build --release bookworm --variant sage --out out/bookworm-sage"
-
-
-def default_cache_root() -> Path:
-    env = os.environ.get("SAGE_IMAGE_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "sage-image"
 
 
 def add_request_flags(parser: argparse.ArgumentParser) -> None:
@@ -75,8 +67,6 @@ def add_request_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..cli import add_command, add_json_flag
-
     p = add_command(sub, "plan", help="show what a build would do, without building",
                     example="sage-image plan --release jammy --variant gpu --json")
     add_request_flags(p)
@@ -93,15 +83,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "clearly labelled stand-in instead of failing")
     add_json_flag(p)
     p.set_defaults(func=cmd_build)
-
-
-def builder_commit() -> str:
-    """The sage-image source commit (build-repo-commit), when running from a git checkout."""
-    here = Path(__file__).resolve().parent
-    try:
-        return run(["git", "-C", str(here), "rev-parse", "HEAD"], timeout=10).stdout.strip()
-    except CommandError:
-        return "unknown"
 
 
 def request_from_args(args: argparse.Namespace) -> BuildRequest:

@@ -1,0 +1,1 @@
+"""Check definitions (checks.yaml), the runner and a test session."""
