@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sage_image.boot.qemu import uefi_firmware  # noqa: E402
+from sage_image.boottest.boot.qemu import uefi_firmware  # noqa: E402
 
 MILESTONES = (("firmware", ("SeaBIOS", "BdsDxe", "UEFI")), ("grub", ("GNU GRUB", "Booting `")),
               ("kernel", ("Linux version",)), ("init", ("systemd[1]", "Welcome to")),

@@ -67,7 +67,7 @@ exec '{python}' -m sage_image.builder.devmapper {tool} "$@"
 FATMOUNT_SHIM = """#!/bin/sh
 # sage-image: FAT partitions on a kernel without vfat; see fatmount.py.
 case "$#:$1" in
-    2:/dev/*) exec '{python}' -m sage_image.build.fatmount mount "$@" ;;
+    2:/dev/*) exec '{python}' -m sage_image.builder.fatmount mount "$@" ;;
 esac
 exec '{real}' "$@"
 """
@@ -75,7 +75,7 @@ exec '{real}' "$@"
 FATUMOUNT_SHIM = """#!/bin/sh
 # sage-image: writes an emulated FAT mount back with mtools first; see fatmount.py.
 grep -q ' tmpfs ' /proc/self/mounts 2>/dev/null || exec '{real}' "$@"
-exec '{python}' -m sage_image.build.fatmount umount "$@"
+exec '{python}' -m sage_image.builder.fatmount umount "$@"
 """
 
 

@@ -13,8 +13,8 @@ GRUB's own FAT driver, so it sees the real, freshly made FAT partition and accep
 writes its files into the directory like into any mounted filesystem. A kernel that can mount
 vfat gets the real mount; both give an ESP with the same files (``mdir``/``fsck.vfat -n``).
 
-    python -m sage_image.build.fatmount mount /dev/mapper/loop0p1 /tmp/.../mnt/boot/efi
-    python -m sage_image.build.fatmount umount /tmp/.../mnt/boot/efi
+    python -m sage_image.builder.fatmount mount /dev/mapper/loop0p1 /tmp/.../mnt/boot/efi
+    python -m sage_image.builder.fatmount umount /tmp/.../mnt/boot/efi
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def umount(argv: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("mount", "umount"):
-        print("usage: python -m sage_image.build.fatmount mount|umount ARGS", file=sys.stderr)
+        print("usage: python -m sage_image.builder.fatmount mount|umount ARGS", file=sys.stderr)
         return 2
     try:
         return mount(argv[1:]) if argv[0] == "mount" else umount(argv[1:])

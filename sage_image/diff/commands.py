@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console
 from ..errors import UsageError
 from .diff import SECTIONS, ManifestDiff, diff_manifests, load_manifest
@@ -14,9 +15,6 @@ EXAMPLE = "sage-image diff out/release/bookworm-base-amd64 out/release/bookworm-
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..catalog.commands import add_catalog_flag
-    from ..cli import add_command, add_json_flag
-
     p = add_command(
         sub, "diff", help="what changed between two builds, or a build and production",
         description="Compare two build output folders (or manifest.json files): packages and "

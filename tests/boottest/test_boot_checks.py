@@ -15,19 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.boot.qemu import free_port
-from sage_image.boot.ssh import Output, SshTarget, generate_key
-from sage_image.build.build import layout_manifest
-from sage_image.catalog.model import load_catalog
-from sage_image.checks.assets import BUSYBOX_TAG, write_busybox_image
-from sage_image.checks.compare import (
+from sage_image.boottest.boot.qemu import free_port
+from sage_image.boottest.boot.ssh import Output, SshTarget, generate_key
+from sage_image.boottest.checks.assets import BUSYBOX_TAG, write_busybox_image
+from sage_image.boottest.checks.compare import (
     compare_ntp,
     compare_packages,
     compare_partitions,
     compare_provenance,
     compare_source_commits,
 )
-from sage_image.checks.model import (
+from sage_image.boottest.checks.model import (
     CheckDef,
     Expect,
     load_checks,
@@ -42,7 +40,7 @@ from sage_image.boottest.checks.results import (
     summary_table,
     write_results,
 )
-from sage_image.checks.runner import (
+from sage_image.boottest.checks.runner import (
     GUEST_ASSET_DIR,
     CheckContext,
     CheckResult,
@@ -50,6 +48,8 @@ from sage_image.checks.runner import (
     run_checks,
     run_concurrently,
 )
+from sage_image.builder.build import layout_manifest
+from sage_image.catalog.model import load_catalog
 from sage_image.errors import ConfigError, UsageError
 
 CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",

@@ -25,7 +25,7 @@ from sage_image.boottest.boot.disk import find_root, inspect_disk
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/build")
+BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/builder")
 SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "serial-autologin",
                "chrony", "firewall", "sshd-hardened", "ssh-hostkeys", "ssh-audit", "provenance",
                "provenance-values", "packages", "partition-table", "cc-snapshot", "cc-snapshot-deps",

@@ -165,7 +165,7 @@ def test_the_test_boots_the_qcow2_when_the_build_made_only_that(tmp_path: Path, 
     # A single bare-metal site: the build writes only the qcow2, the file publish uploads - so
     # the boot test must boot that file (with both, it boots the raw; the build proves the
     # qcow2 is the same disk, see tests/builder/test_formats.py).
-    from sage_image.boot.image import resolve_image
+    from sage_image.boottest.boot.image import resolve_image
 
     files = {}
     for fmt in formats:

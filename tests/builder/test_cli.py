@@ -137,7 +137,7 @@ def test_seed_command_line_still_works_and_fails_cleanly():
 def test_serial_autologin_and_admin_user_flags(flags, autologin, admin):
     import argparse
 
-    from sage_image.build.commands import add_request_flags
+    from sage_image.builder.commands import add_request_flags
     parser = argparse.ArgumentParser()
     add_request_flags(parser)
     args = parser.parse_args(["--release", "bookworm", "--variant", "base", *flags])

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.build import fatmount
+from sage_image.builder import fatmount
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting needs root")
 MTOOLS = {"MTOOLS_SKIP_CHECK": "1"}
 
 
 def shim(*args: str, filesystems: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sage_image.build.fatmount", *args],
+    return subprocess.run([sys.executable, "-m", "sage_image.builder.fatmount", *args],
                           env=os.environ | {fatmount.FILESYSTEMS_ENV: str(filesystems)},
                           capture_output=True, text=True)
 

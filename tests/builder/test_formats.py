@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.build.artifacts import file_digests, produce_files, prove_same_disk
-from sage_image.build.plan import BuildRequest, plan_build
+from sage_image.builder.artifacts import file_digests, produce_files, prove_same_disk
+from sage_image.builder.plan import BuildRequest, plan_build
 from sage_image.catalog import load_catalog
 from sage_image.errors import BuildError
 

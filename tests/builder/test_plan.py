@@ -79,7 +79,7 @@ def test_block_device_config_is_made_from_the_catalog_layout(catalog):
 
 
 def test_mbr_layout_config_matches_dibs_own_default(catalog):
-    from sage_image.build.plan import block_device_config
+    from sage_image.builder.plan import block_device_config
     table = yaml.safe_load(block_device_config(catalog.layouts["mbr"]))[1]["partitioning"]
     assert table["label"] == "mbr"
     assert table["partitions"] == [{"name": "root", "flags": ["boot", "primary"], "size": "100%",
@@ -215,8 +215,8 @@ def test_provenance_values_survive_cc_snapshots_parser(catalog):
     """cc-snapshot deletes whitespace and braces and splits on commas: no value may hold one."""
     import re
 
-    from sage_image.build.build import _final_properties
-    from sage_image.build.sources import FetchedSource
+    from sage_image.builder.build import _final_properties
+    from sage_image.builder.sources import FetchedSource
     plan = plan_build(catalog, BuildRequest(release="bookworm", variant="sage",
                                             timestamp=1700000000))
     fetched = tuple(FetchedSource(name=s.name, url=s.url, commit=c * 40, pinned=s.pinned,

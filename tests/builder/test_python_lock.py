@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.build import preflight
-from sage_image.build.artifacts import installed_python_packages
-from sage_image.build.plan import BuildRequest, plan_build
-from sage_image.build.pythonlock import LockEntry, lock_versions, parse_lock, render_lock
-from sage_image.build.sources import STANDIN_TEMPLATES
+from sage_image.boottest.checks.compare import compare_packages
+from sage_image.builder import preflight
+from sage_image.builder.artifacts import installed_python_packages
+from sage_image.builder.plan import BuildRequest, plan_build
+from sage_image.builder.pythonlock import LockEntry, lock_versions, parse_lock, render_lock
+from sage_image.builder.sources import STANDIN_TEMPLATES
 from sage_image.catalog import load_catalog
-from sage_image.checks.compare import compare_packages
 from sage_image.errors import ConfigError, PreflightError
 from sage_image.release.plan import layer_key
 
@@ -137,7 +137,7 @@ def test_image_readme_is_five_lines() -> None:
 
 
 def test_dib_gets_the_lock_venv_and_the_hosts_ca_bundle(tmp_path: Path) -> None:
-    from sage_image.build.dib import BuildPaths, dib_environment, host_ca_bundle
+    from sage_image.builder.dib import BuildPaths, dib_environment, host_ca_bundle
 
     plan = plan_build(CATALOG, BuildRequest(release="bookworm", variant="sage"))
     env = dib_environment(plan, BuildPaths(work=tmp_path, dib_cache=tmp_path / "cache"))

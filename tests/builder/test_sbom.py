@@ -19,8 +19,8 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 
-from sage_image.build.artifacts import installed_packages, package_architectures
-from sage_image.build.sbom import sbom_json, sbom_name, write_sbom
+from sage_image.builder.artifacts import installed_packages, package_architectures
+from sage_image.builder.sbom import sbom_json, sbom_name, write_sbom
 
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 pytestmark = pytest.mark.skipif(not DPKG_STATUS.exists(), reason="needs a Debian dpkg database")

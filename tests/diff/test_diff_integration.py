@@ -15,8 +15,8 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from sage_image.build.artifacts import installed_packages, package_architectures
-from sage_image.build.sbom import write_sbom
+from sage_image.builder.artifacts import installed_packages, package_architectures
+from sage_image.builder.sbom import write_sbom
 
 pytestmark = [pytest.mark.slow, pytest.mark.cloud,
               pytest.mark.skipif(os.geteuid() != 0, reason="image builds need root")]

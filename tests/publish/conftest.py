@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.build.build import layout_manifest
+from sage_image.builder.build import layout_manifest
 from sage_image.catalog import load_catalog
 from sage_image.cli import main
 from sage_image.localcloud.cloud import LocalCloud, SiteSpec, start_cloud

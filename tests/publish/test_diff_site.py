@@ -9,7 +9,7 @@ from pathlib import Path
 import openstack
 import pytest
 
-from sage_image.build.artifacts import installed_packages
+from sage_image.builder.artifacts import installed_packages
 from sage_image.publish.record import CHUNK_CHARS, PROP_CHUNKS, PROP_MANIFEST_SHA, packages_digest
 from sage_image.publish.site import list_images, patch_image
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from sage_image.boot.disk import DiskInfo
-from sage_image.boot.image import ImageUnderTest
-from sage_image.checks.results import TestReport
-from sage_image.checks.runner import CheckResult
-from sage_image.checks.session import TestRequest, publish_restrictions
+from sage_image.boottest.boot.disk import DiskInfo
+from sage_image.boottest.boot.image import ImageUnderTest
+from sage_image.boottest.checks.results import TestReport
+from sage_image.boottest.checks.runner import CheckResult
+from sage_image.boottest.checks.session import TestRequest, publish_restrictions
 from sage_image.publish.output import ImageFile, publish_gate
 
 SHA = "ab" * 64

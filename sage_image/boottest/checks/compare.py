@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..build.pythonlock import canonical
+from ...builder.pythonlock import canonical
 
 SHOWN = 3  # differences named in the one-line reason; the rest are counted
 

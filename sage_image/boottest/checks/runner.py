@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ...errors import BootTestError
+from ...errors import BootTestError, CommandError
+from ...runner import run
 from ..boot.ssh import Output, SshTarget, ssh_run, upload
-from ..errors import BootTestError, CommandError
-from ..runner import run
 from .assets import GUEST_SETUP, build_asset
 from .compare import COMPARATORS
 from .model import CheckDef, Expect, render
