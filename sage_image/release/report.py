@@ -62,7 +62,7 @@ class Row:
     requested: bool  # False: built only as a layer for its children
     version: str  # build time (UTC) of the image, from build-timestamp
     build_tag: str
-    test: str  # passed | failed | stale | not run
+    test: str  # passed | partial | failed | stale | not run
     test_detail: str
     build: JobResult
     cells: tuple[Cell, ...]
@@ -185,6 +185,10 @@ def _test(results: Mapping[str, Any] | None, manifest: Mapping[str, Any],
     shas = {f.get("sha512") for f in manifest.get("files", {}).values()}
     if results.get("tested_sha512") not in shas:  # the image was rebuilt after this test
         return "stale", "results are for other bytes than this build"
+    if results.get("passed") and not results.get("qualifies_for_publish", False):
+        # a pass of chosen checks (or of a VM left running) is not a pass of the image
+        restricted = " ".join(results.get("restricted_by") or ()) or "an older results file"
+        return "partial", f"{passed}/{len(checks)} checks passed; not for publishing ({restricted})"
     if results.get("passed"):
         return "passed", f"{passed}/{len(checks)} checks, boot {results.get('boot_seconds', 0):.0f}s"
     first = next((c for c in checks if not c.get("passed")), {})
@@ -235,7 +239,7 @@ table{border-collapse:collapse}th,td{border:1px solid #d5d9e0;padding:6px 8px;ve
 th{background:#f2f4f7;text-align:left}td small,.mono{font-family:ui-monospace,monospace;font-size:12px}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-weight:600;font-size:12px}
 .s-published,.s-passed,.s-ok,.s-up-to-date{background:#dff3e4;color:#17612e}
-.s-failed,.s-stale{background:#fbe1e1;color:#8d1c1c}
+.s-failed,.s-stale,.s-partial{background:#fbe1e1;color:#8d1c1c}
 .s-skipped,.s-not-run,.s-not-published{background:#eceef2;color:#4a5160}
 .s-not-carried{color:#9aa1ad}.layer{color:#5a6272;font-style:italic}
 .legend span{margin-right:14px}

@@ -89,7 +89,7 @@ def _write_tests(folder: Path, manifest: dict[str, Any], passed: bool) -> None:
                      "reason": "no SSH banner within 30s"}
     (folder / "test-results.json").write_text(json.dumps({
         "schema": 1, "name": manifest["name"], "tested_file": tested["path"],
-        "tested_sha512": tested["sha512"], "passed": passed, "mode": "direct", "accel": "kvm",
+        "tested_sha512": tested["sha512"], "passed": passed, "qualifies_for_publish": passed, "restricted_by": [], "mode": "direct", "accel": "kvm",
         "checks": checks, "boot_seconds": 21.4, "started": "2025-05-20T12:31:00Z",
         "finished": "2025-05-20T12:32:00Z"}))
 
@@ -177,6 +177,16 @@ def test_a_test_result_for_other_bytes_is_stale(release_dir: Path) -> None:
     path.write_text(json.dumps(data))
     result = report.build_report(report.load_release(release_dir), formats())
     assert next(r for r in result.rows if r.key == "bookworm-base-amd64").test == "stale"
+
+
+def test_a_partial_test_run_is_not_shown_as_passed(release_dir: Path) -> None:
+    path = release_dir / "bookworm-base-amd64" / "test-results.json"
+    data = json.loads(path.read_text())
+    data.update(passed=True, qualifies_for_publish=False, restricted_by=["--checks ssh-login"])
+    path.write_text(json.dumps(data))
+    result = report.build_report(report.load_release(release_dir), formats())
+    row = next(r for r in result.rows if r.key == "bookworm-base-amd64")
+    assert row.test == "partial" and "--checks ssh-login" in row.test_detail
 
 
 @pytest.mark.parametrize("damage, message", [
