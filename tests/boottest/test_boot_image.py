@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/builder")
 SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "serial-autologin",
                "chrony", "firewall", "sshd-hardened", "ssh-hostkeys", "ssh-audit", "provenance",
-               "provenance-values", "packages", "partition-table", "cc-snapshot", "cc-snapshot-deps",
+               "provenance-values", "packages", "cc-snapshot", "cc-snapshot-deps", "partition-table",
                "docker-group", "docker-socket", "docker-run", "docker-firewall", "docker-compose",
                "sage-commands", "source-commits", "pywaggle-plugin", "sage-data-client",
                "virtual-waggle-report", "virtual-waggle-newplugin", "beehive-config",
