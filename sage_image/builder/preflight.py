@@ -92,3 +92,12 @@ def check_python_lock(plan: BuildPlan) -> None:
     if not plan.python.lock.is_file():
         raise PreflightError(f"Python lock {plan.python.lock} is missing",
                              hint=f"run scripts/python-lock --release {plan.release}")
+
+
+def check_cuda(plan: BuildPlan) -> None:
+    """A gpu image is built only for a release whose CUDA version the catalog states."""
+    if plan.cuda is not None and plan.cuda.version is None:
+        raise PreflightError(
+            f"variant {plan.variant} has no CUDA version for release {plan.release} in the "
+            "catalog", hint=f"add variants.{plan.variant}.cuda.releases.{plan.release} "
+                            "(version, driver) to the catalog, from the release's packages")

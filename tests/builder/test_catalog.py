@@ -93,6 +93,14 @@ BROKEN = [
      '    security_mirror: "http://deb.debian.org/debian-security"\n'
      '    env: {DIB_DEBIAN_COMPONENTS: "main,contrib,non-free,non-free-firmware"}\n  trixie',
      'mirrors: {amd64: "ftp://x"}\n  trixie', "releases.bookworm.mirrors: missing required setting 'arm64'"),
+    ('bookworm: {version: "11.8", driver: "535"}', 'bookworm: {version: "11.8.89", driver: "535"}',
+     "variants.gpu.cuda.releases.bookworm.version: expected MAJOR.MINOR, got '11.8.89'"),
+    ('bookworm: {version: "11.8", driver: "535"}', 'bookworm: {version: "11.8", driver: "r535"}',
+     "variants.gpu.cuda.releases.bookworm.driver: expected a driver branch number"),
+    ('bookworm: {version: "11.8", driver: "535"}', 'bookwrom: {version: "11.8", driver: "535"}',
+     "variants.gpu.cuda.releases.bookwrom: unknown release 'bookwrom' (did you mean 'bookworm'?)"),
+    ('bookworm: {version: "11.8", driver: "535"}', 'bookworm: {version: "11.8"}',
+     "variants.gpu.cuda.releases.bookworm: missing required setting 'driver'"),
 ]
 
 
