@@ -10,7 +10,8 @@ from sage_image.errors import ConfigError
 
 
 def test_default_catalog_defines_the_expected_matrix(catalog):
-    assert set(catalog.releases) == {"bionic", "focal", "jammy", "noble", "bookworm", "trixie"}
+    assert set(catalog.releases) == {"bionic", "focal", "jammy", "noble", "resolute", "bookworm",
+                                     "trixie"}
     assert set(catalog.variants) == {"base", "sage", "gpu"}
     assert set(catalog.sites) == {"CHI@UC", "CHI@TACC", "KVM@TACC", "CHI@NCAR"}
     names = {i["name"] for i in catalog_images(catalog)}

@@ -174,7 +174,7 @@ def test_refused_requests_say_why(catalog, fields, expected):
 
 
 def test_unknown_names_list_the_valid_ones(catalog):
-    with pytest.raises(UsageError, match="valid: bionic, focal, jammy, noble, bookworm, trixie"):
+    with pytest.raises(UsageError, match="valid: bionic, focal, jammy, noble, resolute, bookworm, trixie"):
         plan_build(catalog, BuildRequest(release="xenial", variant="sage"))
 
 
