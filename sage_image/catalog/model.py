@@ -266,7 +266,7 @@ class CI:
 
     container: str  # image of every build/test/publish job (GitHub job container, k8s pods)
     wait_image: str  # k8s init containers that wait on the shared volume
-    runner: str  # GitHub runs-on label, a fixed version (never *-latest)
+    runners: Mapping[str, str]  # arch -> GitHub runs-on label, a fixed version (never *-latest)
     actions: Mapping[str, str]  # CI_ACTIONS -> owner/repo@pin
     auth_urls: Mapping[str, str]  # site -> Keystone URL for the clouds.yaml CI writes
     resources: KubeResources  # each k8s build/test/publish container
@@ -479,7 +479,7 @@ class _Parser:
             layouts=MappingProxyType(layouts),
             kubernetes=self.kubernetes(top["kubernetes"]) if "kubernetes" in top else None,
             publish=self.publish(top["publish"]) if "publish" in top else Publish(),
-            ci=self.ci(top["ci"], sites) if "ci" in top else None,
+            ci=self.ci(top["ci"], sites, arches) if "ci" in top else None,
         )
 
     def section(self, top: dict[str, Any], name: str) -> dict[str, Any]:
@@ -769,16 +769,17 @@ class _Parser:
                                             w + ("prune", "delete_after")),
             keep=keep)
 
-    def ci(self, raw: Any, sites: dict[str, Site]) -> CI:
+    def ci(self, raw: Any, sites: dict[str, Site], arches: Mapping[str, Arch]) -> CI:
         w = ("ci",)
-        c = self.mapping(raw, w, required=("container", "wait_image", "runner", "actions",
+        c = self.mapping(raw, w, required=("container", "wait_image", "runners", "actions",
                                            "auth_urls", "resources"),
                          optional=("cache_size", "retention_days"))
         for key in ("container", "wait_image"):
             self.image_pin(c[key], w + (key,))
-        runner = self.string(c["runner"], w + ("runner",))
-        if runner.endswith("-latest"):
-            raise self.fail(w + ("runner",), f"pin a runner version, not {runner!r}")
+        runners = self.mapping(c["runners"], w + ("runners",), required=tuple(arches))
+        for arch, label in runners.items():
+            if self.string(label, w + ("runners", arch)).endswith("-latest"):
+                raise self.fail(w + ("runners", arch), f"pin a runner version, not {label!r}")
         actions = self.mapping(c["actions"], w + ("actions",), required=CI_ACTIONS)
         for name, ref in actions.items():
             if not ACTION_PIN_RE.match(self.string(ref, w + ("actions", name))):
@@ -788,7 +789,8 @@ class _Parser:
         retention = c.get("retention_days", CI.retention_days)
         if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 90:
             raise self.fail(w + ("retention_days",), f"expected 1..90, got {retention!r}")
-        return CI(container=c["container"], wait_image=c["wait_image"], runner=runner,
+        return CI(container=c["container"], wait_image=c["wait_image"],
+                  runners=MappingProxyType({str(a): str(r) for a, r in runners.items()}),
                   actions=MappingProxyType(dict(actions)),
                   auth_urls=MappingProxyType({s: self.string(u, w + ("auth_urls", s))
                                               for s, u in urls.items()}),
