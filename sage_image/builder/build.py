@@ -128,6 +128,7 @@ def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
     preflight.check_layer(plan)
     preflight.check_python_lock(plan)
     preflight.check_cuda(plan)
+    preflight.check_emulation(plan)
     if options.check_mirror:
         preflight.check_mirror(plan)
 
