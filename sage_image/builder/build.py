@@ -127,6 +127,8 @@ def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
     preflight.check_free_disk(plan, plan.out_dir, options.cache_root)
     preflight.check_layer(plan)
     preflight.check_python_lock(plan)
+    preflight.check_cuda(plan)
+    preflight.check_emulation(plan)
     if options.check_mirror:
         preflight.check_mirror(plan)
 

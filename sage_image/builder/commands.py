@@ -112,6 +112,15 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
                           for p in plan.layout.partitions)
         rows.append(("layout", f"{plan.layout.name}: {plan.layout.label} ({parts}); boots "
                                f"{' + '.join(plan.layout.firmware)}"))
+    if plan.python:
+        rows.append(("python", f"{plan.python.venv} from {plan.python.lock} (Python "
+                               f"{plan.python.python})" if plan.python.lock else
+                     f"no Python lock for {plan.release} in the catalog: the build refuses"))
+    if plan.cuda:
+        rows.append(("cuda", f"CUDA {plan.cuda.version}, NVIDIA driver {plan.cuda.driver}"
+                             if plan.cuda.version else
+                     f"no CUDA version for {plan.release} in the catalog: the build refuses"))
+    rows.append(("kernel cmdline", plan.boot_cmdline))
     rows += [(f"source {s.name}", f"{s.url} @ {s.commit or 'HEAD'} -> {s.path}")
              for s in plan.sources]
     rows += [(f"env {k}", v) for k, v in sorted(plan.env.items())]

@@ -26,6 +26,10 @@ ROOT_LABEL = "cloudimg-rootfs"
 # Chameleon's admin account (ImageDefs.md): name and uid/gid, when an admin user is asked for.
 ADMIN_USER = "ccadmin"
 ADMIN_UID = 1010
+BOOT_CMDLINE = f"root=LABEL={ROOT_LABEL} ro console=ttyS0,115200"
+# Chameleon's CUDA images boot with this (CC-Images ImageDefs.md): the gpu element adds it to
+# GRUB's command line, and the boot test's direct kernel boot uses it too.
+CUDA_CMDLINE = "pci=realloc=off"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,14 @@ class PlannedPython:
 
 
 @dataclass(frozen=True)
+class PlannedCuda:
+    """The variant's NVIDIA driver and CUDA toolkit for this release."""
+
+    version: str | None  # None: the catalog has no CUDA version for this release (build refuses)
+    driver: str | None
+
+
+@dataclass(frozen=True)
 class FirewallRule:
     """At boot the image finds its site kind by `virt` and turns the firewall on or off."""
 
@@ -113,7 +125,8 @@ class BuildPlan:
     save_layer: Path | None = None
     layer_only: bool = False
     python: PlannedPython | None = None
-    boot_cmdline: str = f"root=LABEL={ROOT_LABEL} ro console=ttyS0,115200"
+    cuda: PlannedCuda | None = None
+    boot_cmdline: str = BOOT_CMDLINE
     layout: Layout | None = None
     warnings: tuple[str, ...] = field(default=())
     ntp_servers: tuple[str, ...] = ()  # every target site's servers, in catalog order
@@ -140,6 +153,7 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
     if compression not in ("zlib", "zstd"):
         raise UsageError(f"unknown compression '{compression}' (known: zlib, zstd)")
     ntp_servers, ntp_pool = _ntp(catalog, sites)
+    cuda = _plan_cuda(catalog, request)
     firewall = tuple(FirewallRule(kind=k.name, virt=k.virt, enabled=k.firewall)
                      for k in catalog.site_kinds.values())
     return BuildPlan(
@@ -151,14 +165,16 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
                              | {"DIB_BLOCK_DEVICE_CONFIG": block_device_config(layout)}),
         formats=tuple(sorted({catalog.site_kinds[k].disk_format for k in kinds})),
         compression=compression, sources=sources,
-        properties=MappingProxyType(_properties(catalog, request, name, release)),
+        properties=MappingProxyType(_properties(catalog, request, name, release)
+                                    | _cuda_properties(cuda)),
         checks=catalog.variant_checks(variant),
         min_free_gb=max(v.min_free_gb for v in catalog.variant_chain(variant)),
         mirror=release.mirrors[arch],
         out_dir=request.out_dir or Path("out") / f"{release.name}-{variant}-{arch}",
         admin_keys=request.admin_keys, from_layer=request.from_layer,
         save_layer=request.save_layer, layer_only=request.layer_only, layout=layout,
-        python=_plan_python(catalog, request),
+        python=_plan_python(catalog, request), cuda=cuda,
+        boot_cmdline=BOOT_CMDLINE + (f" {CUDA_CMDLINE}" if cuda else ""),
         ntp_servers=ntp_servers, ntp_pool=ntp_pool, firewall=firewall,
     )
 
@@ -190,6 +206,20 @@ def _plan_python(catalog: Catalog, request: BuildRequest) -> PlannedPython | Non
     return PlannedPython(venv=env.venv, index_url=request.pip_index_url or env.index_url,
                          lock=lock.file if lock else None, python=lock.python if lock else None)
 
+
+def _plan_cuda(catalog: Catalog, request: BuildRequest) -> PlannedCuda | None:
+    for variant in catalog.variant_chain(request.variant):
+        if variant.cuda:
+            per = variant.cuda.releases.get(request.release)
+            return PlannedCuda(version=per.version if per else None,
+                               driver=per.driver if per else None)
+    return None
+
+
+def _cuda_properties(cuda: PlannedCuda | None) -> dict[str, str]:
+    if cuda is None or cuda.version is None or cuda.driver is None:
+        return {}
+    return {"build-cuda-version": cuda.version, "build-nvidia-driver": cuda.driver}
 
 
 def block_device_config(layout: Layout) -> str:
@@ -307,15 +337,20 @@ def _dib_env(catalog: Catalog, request: BuildRequest, release: Release) -> dict[
         env["DIB_CC_ADMIN_USER"] = request.admin_user
         env["DIB_CC_ADMIN_UID"] = str(ADMIN_UID)
     for variant in catalog.variant_chain(request.variant):
-        if variant.cuda:
+        per = variant.cuda.releases.get(release.name) if variant.cuda else None
+        if variant.cuda and per:
             cuda = variant.cuda
             env.update({
-                "DIB_SAGE_CUDA_VERSION": cuda.version,
-                "DIB_SAGE_CUDA_REPO": cuda.ubuntu_repo.format(
-                    version_nodot=release.version.replace(".", "")),
-                "DIB_SAGE_CUDA_KEYRING": cuda.ubuntu_keyring,
-                "DIB_SAGE_CUDA_DEBIAN_PACKAGES": " ".join(cuda.debian_packages),
+                "DIB_SAGE_CUDA_VERSION": per.version,
+                "DIB_SAGE_CUDA_DRIVER": per.driver,
+                "DIB_SAGE_CUDA_CMDLINE": CUDA_CMDLINE,
             })
+            if release.family == "ubuntu":  # NVIDIA's repository
+                env["DIB_SAGE_CUDA_REPO"] = cuda.ubuntu_repo.format(
+                    version_nodot=release.version.replace(".", ""))
+                env["DIB_SAGE_CUDA_KEYRING"] = cuda.ubuntu_keyring
+            else:  # the release's own non-free packages
+                env["DIB_SAGE_CUDA_DEBIAN_PACKAGES"] = " ".join(cuda.debian_packages)
     env.update(release.env)
     return env
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import sys
 import urllib.error
@@ -14,6 +15,11 @@ from .plan import BuildPlan
 
 REQUIRED_TOOLS = ("qemu-img", "debootstrap", "sfdisk", "losetup", "mount", "git", "sgdisk")
 MIRROR_TIMEOUT = 15.0
+BINFMT_MISC = Path("/proc/sys/fs/binfmt_misc")
+# platform.machine() spellings of each QEMU arch (macOS and some kernels say arm64).
+MACHINES = {"x86_64": ("x86_64", "amd64"), "aarch64": ("aarch64", "arm64")}
+ENABLE_EMULATION = ("run scripts/setup as root (it installs qemu-user-static and binfmt-support "
+                    "and mounts binfmt_misc), or build on a native {arch} machine")
 
 
 def check_root() -> None:
@@ -92,3 +98,42 @@ def check_python_lock(plan: BuildPlan) -> None:
     if not plan.python.lock.is_file():
         raise PreflightError(f"Python lock {plan.python.lock} is missing",
                              hint=f"run scripts/python-lock --release {plan.release}")
+
+
+def check_cuda(plan: BuildPlan) -> None:
+    """A gpu image is built only for a release whose CUDA version the catalog states."""
+    if plan.cuda is not None and plan.cuda.version is None:
+        raise PreflightError(
+            f"variant {plan.variant} has no CUDA version for release {plan.release} in the "
+            "catalog", hint=f"add variants.{plan.variant}.cuda.releases.{plan.release} "
+                            "(version, driver) to the catalog, from the release's packages")
+
+
+def check_emulation(plan: BuildPlan, *, binfmt_dir: Path = BINFMT_MISC,
+                    machine: str | None = None) -> None:
+    """A foreign-arch build runs every package script under qemu-user: the kernel must hand
+    the arch's binaries to it (a binfmt_misc entry with the F flag, so it works in a chroot)."""
+    host = machine or platform.machine()
+    if host in MACHINES.get(plan.qemu_arch, (plan.qemu_arch,)):
+        return
+    hint = ENABLE_EMULATION.format(arch=plan.arch)
+    what = f"an {plan.arch} build on this {host} machine needs qemu-user emulation"
+    if not (binfmt_dir / "register").exists():
+        raise PreflightError(f"{what}, but binfmt_misc is not mounted at {binfmt_dir}",
+                             hint=hint + f"; as root: mount -t binfmt_misc binfmt_misc {binfmt_dir}")
+    entry = binfmt_dir / f"qemu-{plan.qemu_arch}"
+    try:
+        lines = entry.read_text().splitlines()
+    except OSError:
+        raise PreflightError(f"{what}, but {entry} is not registered",
+                             hint=hint + f"; as root: update-binfmts --enable qemu-{plan.qemu_arch}"
+                             ) from None
+    if not lines or lines[0].strip() != "enabled":
+        raise PreflightError(f"{what}, but {entry} is disabled",
+                             hint=f"as root: update-binfmts --enable qemu-{plan.qemu_arch}")
+    flags = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("flags:")), "")
+    if "F" not in flags:
+        raise PreflightError(f"{what}, but {entry} lacks the F flag (its interpreter is not "
+                             "found inside the build's chroot)",
+                             hint="install qemu-user-static (it registers with F) instead of "
+                                  "qemu-user's dynamic binfmt entries")

@@ -119,8 +119,17 @@ class Release:
 
 
 @dataclass(frozen=True)
+class CudaRelease:
+    """What a release's gpu image gets: on Debian the release's own packages decide it."""
+
+    release: str
+    version: str  # MAJOR.MINOR, e.g. "11.8": the toolkit the build must find installed
+    driver: str  # the NVIDIA driver branch, e.g. "535"
+
+
+@dataclass(frozen=True)
 class Cuda:
-    version: str
+    releases: Mapping[str, CudaRelease]
     ubuntu_repo: str
     ubuntu_keyring: str
     debian_packages: tuple[str, ...]
@@ -257,7 +266,7 @@ class CI:
 
     container: str  # image of every build/test/publish job (GitHub job container, k8s pods)
     wait_image: str  # k8s init containers that wait on the shared volume
-    runner: str  # GitHub runs-on label, a fixed version (never *-latest)
+    runners: Mapping[str, str]  # arch -> GitHub runs-on label, a fixed version (never *-latest)
     actions: Mapping[str, str]  # CI_ACTIONS -> owner/repo@pin
     auth_urls: Mapping[str, str]  # site -> Keystone URL for the clouds.yaml CI writes
     resources: KubeResources  # each k8s build/test/publish container
@@ -459,7 +468,7 @@ class _Parser:
                     for k, v in self.section(top, "releases").items()}
         kinds = {k: self.site_kind(k, v, elements) for k, v in self.section(top, "site_kinds").items()}
         sites = {k: self.site(k, v, kinds, arches) for k, v in self.section(top, "sites").items()}
-        variants = {k: self.variant(k, v, arches, sources, elements, known_checks())
+        variants = {k: self.variant(k, v, arches, sources, elements, known_checks(), releases)
                     for k, v in self.section(top, "variants").items()}
         self.check_parents(variants)
         return Catalog(
@@ -470,7 +479,7 @@ class _Parser:
             layouts=MappingProxyType(layouts),
             kubernetes=self.kubernetes(top["kubernetes"]) if "kubernetes" in top else None,
             publish=self.publish(top["publish"]) if "publish" in top else Publish(),
-            ci=self.ci(top["ci"], sites) if "ci" in top else None,
+            ci=self.ci(top["ci"], sites, arches) if "ci" in top else None,
         )
 
     def section(self, top: dict[str, Any], name: str) -> dict[str, Any]:
@@ -571,7 +580,8 @@ class _Parser:
         )
 
     def variant(self, name: str, raw: Any, arches: dict[str, Arch], sources: dict[str, Source],
-                elements: frozenset[str], checks: tuple[str, ...] | None) -> Variant:
+                elements: frozenset[str], checks: tuple[str, ...] | None,
+                releases: Mapping[str, Release]) -> Variant:
         w = ("variants", name)
         v = self.mapping(raw, w, required=("description", "elements", "name", "checks"),
                          optional=("parent", "sources", "min_free_gb", "arches", "cuda", "python"))
@@ -591,7 +601,7 @@ class _Parser:
                     if checks is not None else self.strings(v["checks"], w + ("checks",))),
             arches=(self.choices(v["arches"], w + ("arches",), arches, "arch")
                     if "arches" in v else None),
-            cuda=self.cuda(v["cuda"], w + ("cuda",)) if "cuda" in v else None,
+            cuda=self.cuda(v["cuda"], w + ("cuda",), releases) if "cuda" in v else None,
             python=self.python(v["python"], w + ("python",)) if "python" in v else None,
         )
 
@@ -615,13 +625,26 @@ class _Parser:
         return PythonLock(release=release, python=str(lock["python"]), glibc=str(lock["glibc"]),
                           file=self.path.parent / self.string(lock["file"], w + ("file",)))
 
-    def cuda(self, raw: Any, w: tuple[Any, ...]) -> Cuda:
-        c = self.mapping(raw, w, required=("version", "ubuntu_repo", "ubuntu_keyring",
+    def cuda(self, raw: Any, w: tuple[Any, ...], releases: Mapping[str, Any]) -> Cuda:
+        c = self.mapping(raw, w, required=("releases", "ubuntu_repo", "ubuntu_keyring",
                                            "debian_packages"))
-        return Cuda(version=self.string(c["version"], w + ("version",)),
+        per = self.mapping(c["releases"], w + ("releases",), optional=tuple(c["releases"] or {}))
+        for name in per:
+            self.choice(name, w + ("releases", name), releases, "release")
+        return Cuda(releases=MappingProxyType({
+                        str(r): self.cuda_release(str(r), v, w + ("releases", r))
+                        for r, v in per.items()}),
                     ubuntu_repo=self.string(c["ubuntu_repo"], w + ("ubuntu_repo",)),
                     ubuntu_keyring=self.string(c["ubuntu_keyring"], w + ("ubuntu_keyring",)),
                     debian_packages=self.strings(c["debian_packages"], w + ("debian_packages",)))
+
+    def cuda_release(self, release: str, raw: Any, w: tuple[Any, ...]) -> CudaRelease:
+        c = self.mapping(raw, w, required=("version", "driver"))
+        for key, pattern, form in (("version", r"^\d+\.\d+$", "MAJOR.MINOR"),
+                                   ("driver", r"^\d+$", "a driver branch number")):
+            if not re.match(pattern, self.string(c[key], w + (key,))):
+                raise self.fail(w + (key,), f"expected {form}, got {c[key]!r}")
+        return CudaRelease(release=release, version=str(c["version"]), driver=str(c["driver"]))
 
     def check_parents(self, variants: dict[str, Variant]) -> None:
         for name, variant in variants.items():
@@ -746,16 +769,17 @@ class _Parser:
                                             w + ("prune", "delete_after")),
             keep=keep)
 
-    def ci(self, raw: Any, sites: dict[str, Site]) -> CI:
+    def ci(self, raw: Any, sites: dict[str, Site], arches: Mapping[str, Arch]) -> CI:
         w = ("ci",)
-        c = self.mapping(raw, w, required=("container", "wait_image", "runner", "actions",
+        c = self.mapping(raw, w, required=("container", "wait_image", "runners", "actions",
                                            "auth_urls", "resources"),
                          optional=("cache_size", "retention_days"))
         for key in ("container", "wait_image"):
             self.image_pin(c[key], w + (key,))
-        runner = self.string(c["runner"], w + ("runner",))
-        if runner.endswith("-latest"):
-            raise self.fail(w + ("runner",), f"pin a runner version, not {runner!r}")
+        runners = self.mapping(c["runners"], w + ("runners",), required=tuple(arches))
+        for arch, label in runners.items():
+            if self.string(label, w + ("runners", arch)).endswith("-latest"):
+                raise self.fail(w + ("runners", arch), f"pin a runner version, not {label!r}")
         actions = self.mapping(c["actions"], w + ("actions",), required=CI_ACTIONS)
         for name, ref in actions.items():
             if not ACTION_PIN_RE.match(self.string(ref, w + ("actions", name))):
@@ -765,7 +789,8 @@ class _Parser:
         retention = c.get("retention_days", CI.retention_days)
         if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 90:
             raise self.fail(w + ("retention_days",), f"expected 1..90, got {retention!r}")
-        return CI(container=c["container"], wait_image=c["wait_image"], runner=runner,
+        return CI(container=c["container"], wait_image=c["wait_image"],
+                  runners=MappingProxyType({str(a): str(r) for a, r in runners.items()}),
                   actions=MappingProxyType(dict(actions)),
                   auth_urls=MappingProxyType({s: self.string(u, w + ("auth_urls", s))
                                               for s, u in urls.items()}),

@@ -16,7 +16,7 @@ from .output import BuildOutput, load_output, read_published
 
 # Packages a Sage user asks about first, shown when the build recorded them.
 KEY_PACKAGES = ("docker.io", "docker-ce", "docker-compose", "docker-compose-v2", "containerd",
-                "cloud-init", "openssh-server", "python3", "git", "nvidia-driver",
+                "cloud-init", "openssh-server", "python3", "git", "nvidia-driver", "nvidia-cuda-toolkit",
                 "cuda-toolkit-12-4")
 MAX_CHANGE_ROWS = 60  # the full list is in appliance.json and `sage-image diff`
 COMMANDS = {

@@ -109,7 +109,7 @@ def github_workflow(catalog: Catalog, plan: ReleasePlan) -> Obj:
         if image.requested:
             jobs[gh_job_id(image.test_id)] = _gh_test(ci, image)
     for job in plan.publishes:
-        jobs[gh_job_id(job.id)] = _gh_publish(ci, catalog, job)
+        jobs[gh_job_id(job.id)] = _gh_publish(ci, catalog, plan, job)
     return {
         "name": WORKFLOW_NAME,
         "on": {
@@ -140,11 +140,13 @@ def _container(ci: CI, *, privileged: bool) -> Obj:
     return {"image": ci.container, **({"options": "--privileged -v /dev:/dev"} if privileged else {})}
 
 
-def _gh_common(ci: CI, plan_id: str, needs: list[str], kind: str, *, privileged: bool) -> Obj:
+def _gh_common(ci: CI, plan_id: str, needs: list[str], kind: str, *, arch: str,
+               privileged: bool) -> Obj:
     job: Obj = {"name": plan_id}
     if needs:
         job["needs"] = needs
-    job.update({"runs-on": ci.runner, "timeout-minutes": TIMEOUT_MINUTES[kind],
+    # A native runner of the image's arch: an arm64 build there needs no emulation.
+    job.update({"runs-on": ci.runners[arch], "timeout-minutes": TIMEOUT_MINUTES[kind],
                 "container": _container(ci, privileged=privileged)})
     return job
 
@@ -168,7 +170,7 @@ def _layer_path(layer_key: str) -> str:
 
 def _gh_build(ci: CI, plan: ReleasePlan, image: ImageJob, has_children: bool) -> Obj:
     needs = [gh_job_id(f"build:{image.parent}")] if image.parent else []
-    job = _gh_common(ci, image.build_id, needs, "build", privileged=True)
+    job = _gh_common(ci, image.build_id, needs, "build", arch=image.arch, privileged=True)
     steps = _setup_steps(ci)
     if image.parent:
         parent = plan.image(image.parent)
@@ -201,7 +203,8 @@ def _gh_build(ci: CI, plan: ReleasePlan, image: ImageJob, has_children: bool) ->
 
 
 def _gh_test(ci: CI, image: ImageJob) -> Obj:
-    job = _gh_common(ci, image.test_id, [gh_job_id(image.build_id)], "test", privileged=True)
+    job = _gh_common(ci, image.test_id, [gh_job_id(image.build_id)], "test", arch=image.arch,
+                     privileged=True)
     out = f"out/{image.key}"
     job["steps"] = _setup_steps(ci) + [
         {"name": "Get the image", "uses": ci.actions["download-artifact"],
@@ -230,8 +233,9 @@ EOF
 echo "OS_CLIENT_CONFIG_FILE=$RUNNER_TEMP/clouds.yaml" >> "$GITHUB_ENV\""""
 
 
-def _gh_publish(ci: CI, catalog: Catalog, job: PublishJob) -> Obj:
-    gh = _gh_common(ci, job.id, [gh_job_id(f"test:{job.image}")], "publish", privileged=False)
+def _gh_publish(ci: CI, catalog: Catalog, plan: ReleasePlan, job: PublishJob) -> Obj:
+    gh = _gh_common(ci, job.id, [gh_job_id(f"test:{job.image}")], "publish",
+                    arch=plan.image(job.image).arch, privileged=False)
     gh["if"] = "${{ inputs.publish }}"  # push runs build and test; publishing is asked for
     out = f"out/{job.image}"
     cred_id, cred_secret = secret_names(job.site)
@@ -484,8 +488,12 @@ def _image_job(ci: CI, plan: ReleasePlan, image: ImageJob, options: K8sOptions, 
                            produces=paths.ok(image.test_id), ok=paths.ok(image.test_id),
                            mark_failed=failed[1:], options=options, privileged=True))
     labels = _labels(options, **{"sage-image/image": image.key})
-    return _job(options, f"image-{image.key}", labels, " ".join(ids), steps[:-1], steps[-1:],
-                _volumes(dev=True))
+    job = _job(options, f"image-{image.key}", labels, " ".join(ids), steps[:-1], steps[-1:],
+               _volumes(dev=True))
+    # A node of the image's arch (the well-known label's values are Go's, the same names as
+    # Debian's for amd64 and arm64): an arm64 build there runs natively, not under qemu-user.
+    job["spec"]["template"]["spec"]["nodeSelector"] = {"kubernetes.io/arch": image.arch}
+    return job
 
 
 def _publish_job(ci: CI, job: PublishJob, options: K8sOptions, paths: _Paths) -> Obj:

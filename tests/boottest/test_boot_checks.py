@@ -73,7 +73,8 @@ def test_selection_follows_the_variant_chain() -> None:
     gpu = [c.name for c in select_checks(catalog, checks, variant="gpu")]
     assert base[:3] == ["cloud-init", "hostname", "ssh-login"] and "docker-run" not in base
     assert sage[:len(base)] == base and "docker-run" in sage and "cuda-packages" not in sage
-    assert gpu[-1] == "cuda-packages" and gpu[:-1] == sage
+    assert gpu[:len(sage)] == sage and gpu[len(sage):] == [
+        "cuda-packages", "cuda-nvcc", "nvidia-module", "nvidia-smi", "cmdline-pci-realloc"]
 
 
 def test_selection_by_name_keeps_catalog_order_and_allows_extras() -> None:
@@ -213,6 +214,64 @@ def test_docker_socket_expectation() -> None:
     for bad in ("666 root:docker", "662 root:docker", "660 root:root",
                 "stat: cannot statx '/var/run/docker.sock': No such file or directory"):
         assert expectation_problem(expect, _out(bad + "\n"), {}) is not None, bad
+
+
+NVCC = ("nvcc: NVIDIA (R) Cuda compiler driver\nCopyright (c) 2005-2022 NVIDIA Corporation\n"
+        "Cuda compilation tools, release {v}, V{v}.89\nBuild cuda_{v}.r11.8/compiler.31833905_0\n")
+
+
+def test_gpu_check_expectations_pass_good_and_fail_broken_outputs() -> None:
+    checks = load_checks()
+    bookworm = {"cuda_version": "11.8"}
+    nvcc = checks["cuda-nvcc"].expect
+    assert expectation_problem(nvcc, _out(NVCC.format(v="11.8")), bookworm) is None
+    assert expectation_problem(nvcc, _out(NVCC.format(v="12.4")), bookworm) is not None
+    assert expectation_problem(nvcc, _out("", 127, "nvcc: command not found\n"), bookworm) \
+        == "nvcc: command not found (exit 127)"
+    # a manifest without build-cuda-version leaves the placeholder: nothing can match it
+    assert expectation_problem(nvcc, _out(NVCC.format(v="11.8")), {}) is not None
+    module = checks["nvidia-module"].expect
+    assert expectation_problem(module, _out(
+        "ok /lib/modules/6.1.0-28-amd64/updates/dkms/nvidia-current.ko.xz\n"), {}) is None
+    assert expectation_problem(module, _out("no nvidia module for kernel 6.1.0-28-amd64\n", 1),
+                               {}) is not None
+    smi = checks["nvidia-smi"].expect
+    assert expectation_problem(smi, _out("/usr/bin/nvidia-smi\n"), {}) is None
+    assert expectation_problem(smi, _out("no nvidia-smi on PATH\n", 1), {}) is not None
+    cmdline = checks["cmdline-pci-realloc"].expect
+    good = "BOOT_IMAGE=/vmlinuz root=LABEL=cloudimg-rootfs ro console=ttyS0,115200 pci=realloc=off"
+    assert expectation_problem(cmdline, _out(good + "\n"), {}) is None
+    for bad in (good.removesuffix(" pci=realloc=off"), good.replace("realloc=off", "realloc"),
+                good + "x"):
+        assert expectation_problem(cmdline, _out(bad + "\n"), {}) is not None, bad
+
+
+@pytest.mark.parametrize("modules,ok", [
+    ({"6.1.0-28-amd64": "nvidia-current"}, True),   # Debian's DKMS module name
+    ({"6.1.0-28-amd64": "nvidia"}, True),           # NVIDIA's repository
+    ({"6.1.0-27-amd64": "nvidia-current"}, False),  # built for another kernel only
+    ({}, False),                                    # no module at all
+])
+def test_nvidia_module_command_wants_the_running_kernels_module(
+        tmp_path: Path, modules: dict[str, str], ok: bool) -> None:
+    """The check's own shell command, run here with a stand-in uname and modinfo."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "uname").write_text("#!/bin/sh\necho 6.1.0-28-amd64\n")
+    table = " ".join(f"{k}:{m}" for k, m in modules.items())
+    (bin_dir / "modinfo").write_text(
+        "#!/bin/sh\n# modinfo -k KERNEL -F filename NAME\n"
+        f"for e in {table}; do [ \"${{e%%:*}}\" = \"$2\" ] && [ \"${{e#*:}}\" = \"$5\" ] && "
+        "{ echo \"/lib/modules/$2/updates/dkms/$5.ko.xz\"; exit 0; }; done\n"
+        "echo \"modinfo: ERROR: Module $5 not found.\" >&2; exit 1\n")
+    for tool in ("uname", "modinfo"):
+        (bin_dir / tool).chmod(0o755)
+    check = load_checks()["nvidia-module"]
+    command = check.run.replace("/sbin/modinfo", str(bin_dir / "modinfo"))
+    proc = subprocess.run(["bash", "-c", command], capture_output=True, text=True,
+                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    out = Output(exit=proc.returncode, stdout=proc.stdout, stderr=proc.stderr)
+    assert (expectation_problem(check.expect, out, {}) is None) is ok, proc.stdout
 
 
 MANIFEST = {
@@ -357,3 +416,12 @@ def test_partitions_comparison_for_mbr(tmp_path: Path) -> None:
     assert compare_partitions(_sfdisk_json(tmp_path), manifest) is None
     assert "the disk is gpt, layout mbr is mbr" in (
         compare_partitions(_sfdisk_json(tmp_path, *HYBRID), manifest) or "")
+
+
+def test_the_direct_boot_passes_the_builds_own_kernel_arguments() -> None:
+    from sage_image.boottest.boot.image import kernel_args
+
+    assert kernel_args("root=LABEL=cloudimg-rootfs ro console=ttyS0,115200 pci=realloc=off") \
+        == ("pci=realloc=off",)
+    assert kernel_args("root=LABEL=cloudimg-rootfs ro console=ttyS0,115200") == ()
+    assert kernel_args("") == ()

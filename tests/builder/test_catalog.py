@@ -10,7 +10,8 @@ from sage_image.errors import ConfigError
 
 
 def test_default_catalog_defines_the_expected_matrix(catalog):
-    assert set(catalog.releases) == {"bionic", "focal", "jammy", "noble", "bookworm", "trixie"}
+    assert set(catalog.releases) == {"bionic", "focal", "jammy", "noble", "resolute", "bookworm",
+                                     "trixie"}
     assert set(catalog.variants) == {"base", "sage", "gpu"}
     assert set(catalog.sites) == {"CHI@UC", "CHI@TACC", "KVM@TACC", "CHI@NCAR"}
     names = {i["name"] for i in catalog_images(catalog)}
@@ -93,6 +94,14 @@ BROKEN = [
      '    security_mirror: "http://deb.debian.org/debian-security"\n'
      '    env: {DIB_DEBIAN_COMPONENTS: "main,contrib,non-free,non-free-firmware"}\n  trixie',
      'mirrors: {amd64: "ftp://x"}\n  trixie', "releases.bookworm.mirrors: missing required setting 'arm64'"),
+    ('bookworm: {version: "11.8", driver: "535"}', 'bookworm: {version: "11.8.89", driver: "535"}',
+     "variants.gpu.cuda.releases.bookworm.version: expected MAJOR.MINOR, got '11.8.89'"),
+    ('bookworm: {version: "11.8", driver: "535"}', 'bookworm: {version: "11.8", driver: "r535"}',
+     "variants.gpu.cuda.releases.bookworm.driver: expected a driver branch number"),
+    ('bookworm: {version: "11.8", driver: "535"}', 'bookwrom: {version: "11.8", driver: "535"}',
+     "variants.gpu.cuda.releases.bookwrom: unknown release 'bookwrom' (did you mean 'bookworm'?)"),
+    ('bookworm: {version: "11.8", driver: "535"}', 'bookworm: {version: "11.8"}',
+     "variants.gpu.cuda.releases.bookworm: missing required setting 'driver'"),
 ]
 
 

@@ -49,8 +49,43 @@ def test_every_catalog_combination_plans(release, variant, arch, site):
     assert plan.properties["build-release"] == release
     assert plan.properties["build-timestamp"] == "1700000000"
     assert {s.name for s in plan.sources} == set(CATALOG.variant_sources(variant))
-    if variant == "gpu":
-        assert plan.env["DIB_SAGE_CUDA_VERSION"] == "12.4"
+    cuda = CATALOG.variants["gpu"].cuda.releases.get(release)
+    if variant == "gpu" and cuda:
+        assert plan.env["DIB_SAGE_CUDA_VERSION"] == plan.properties["build-cuda-version"] \
+            == cuda.version
+        assert plan.boot_cmdline.endswith(" pci=realloc=off")
+    elif variant == "gpu":  # no CUDA version stated for the release: the build refuses
+        assert plan.cuda.version is None and "DIB_SAGE_CUDA_VERSION" not in plan.env
+        assert "build-cuda-version" not in plan.properties
+    else:
+        assert plan.cuda is None and "pci=realloc" not in plan.boot_cmdline
+    for key, value in plan.properties.items():  # cc-snapshot splits on commas, drops spaces
+        assert not any(c in value for c in ", \t\n"), (key, value)
+
+
+@pytest.mark.parametrize("release,cuda,driver", [("bookworm", "11.8", "535"),
+                                                 ("trixie", "12.4", "550"),
+                                                 ("jammy", "12.4", "550")])
+def test_gpu_plan_has_the_releases_own_cuda(release, cuda, driver):
+    plan = plan_build(CATALOG, BuildRequest(release=release, variant="gpu"))
+    assert (plan.cuda.version, plan.cuda.driver) == (cuda, driver)
+    assert plan.properties["build-cuda-version"] == cuda
+    assert plan.properties["build-nvidia-driver"] == driver
+    assert plan.env["DIB_SAGE_CUDA_VERSION"] == cuda and plan.env["DIB_SAGE_CUDA_DRIVER"] == driver
+    assert plan.env["DIB_SAGE_CUDA_CMDLINE"] == "pci=realloc=off"
+    assert plan.boot_cmdline.split()[-1] == "pci=realloc=off"
+
+
+def test_gpu_build_without_a_cuda_version_is_refused_before_building():
+    from sage_image.builder import preflight
+    from sage_image.errors import PreflightError
+
+    plan = plan_build(CATALOG, BuildRequest(release="noble", variant="gpu"))
+    with pytest.raises(PreflightError, match="no CUDA version for release noble") as info:
+        preflight.check_cuda(plan)
+    assert "variants.gpu.cuda.releases.noble" in (info.value.hint or "")
+    preflight.check_cuda(plan_build(CATALOG, BuildRequest(release="bookworm", variant="gpu")))
+    preflight.check_cuda(plan_build(CATALOG, BuildRequest(release="noble", variant="sage")))
 
 
 def test_sage_bookworm_plan_in_detail(catalog):
@@ -139,7 +174,7 @@ def test_refused_requests_say_why(catalog, fields, expected):
 
 
 def test_unknown_names_list_the_valid_ones(catalog):
-    with pytest.raises(UsageError, match="valid: bionic, focal, jammy, noble, bookworm, trixie"):
+    with pytest.raises(UsageError, match="valid: bionic, focal, jammy, noble, resolute, bookworm, trixie"):
         plan_build(catalog, BuildRequest(release="xenial", variant="sage"))
 
 

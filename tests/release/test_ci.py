@@ -84,7 +84,7 @@ def test_graph_check_catches_a_workflow_that_differs(catalog: Catalog) -> None:
     assert ci.workflow_graph(dropped) != ci.plan_graph(plan)
 
 
-@pytest.mark.parametrize("name", ["bookworm-base-sage", "gpu-only"])
+@pytest.mark.parametrize("name", ["bookworm-base-sage", "gpu-only", "arm64"])
 def test_actionlint_and_shellcheck_pass(catalog: Catalog, tmp_path: Path, name: str) -> None:
     assert shutil.which("shellcheck"), "shellcheck (scripts/apt-packages.txt) checks run: scripts"
     assert lint(tmp_path, ci.github_workflow(catalog, make_plan(catalog, name))) == ""
@@ -126,6 +126,48 @@ def test_every_action_image_and_runner_is_pinned(catalog: Catalog) -> None:
     first["container"]["image"] = "debian:latest"
     first["runs-on"] = "ubuntu-latest"
     assert unpinned(broken) == ["actions/checkout@v4", "debian:latest", "ubuntu-latest"]
+
+
+def runner_mismatches(catalog: Catalog, plan: ReleasePlan, workflow: Obj) -> list[str]:
+    """Every job of an image runs on the catalog's runner for the image's arch."""
+    arch_of = {gh: plan.image(key).arch for key in (i.key for i in plan.images)
+               for gh in (ci.gh_job_id(f"build:{key}"), ci.gh_job_id(f"test:{key}"))}
+    arch_of |= {ci.gh_job_id(p.id): plan.image(p.image).arch for p in plan.publishes}
+    assert catalog.ci is not None
+    return [f"{job_id}: {job['runs-on']}" for job_id, job in workflow["jobs"].items()
+            if job["runs-on"] != catalog.ci.runners[arch_of[job_id]]]
+
+
+def test_each_job_runs_on_a_native_runner_of_its_images_arch(catalog: Catalog) -> None:
+    plan = make_plan(catalog, "whole-catalog")
+    workflow = ci.github_workflow(catalog, plan)
+    assert runner_mismatches(catalog, plan, workflow) == []
+    assert workflow["jobs"]["build-bookworm-sage-arm64"]["runs-on"] == "ubuntu-24.04-arm"
+    assert workflow["jobs"]["test-bookworm-sage-arm64"]["runs-on"] == "ubuntu-24.04-arm"
+    assert workflow["jobs"]["build-bookworm-sage-amd64"]["runs-on"] == "ubuntu-24.04"
+    broken = copy.deepcopy(workflow)
+    broken["jobs"]["build-bookworm-sage-arm64"]["runs-on"] = "ubuntu-24.04"  # emulated build
+    assert runner_mismatches(catalog, plan, broken) == ["build-bookworm-sage-arm64: ubuntu-24.04"]
+
+
+def node_arch_mismatches(plan: ReleasePlan, objs: list[Obj]) -> list[str]:
+    """Every image Job selects nodes of its image's arch."""
+    return [o["metadata"]["name"] for o in objs if o["kind"] == "Job"
+            and "sage-image/site" not in o["metadata"]["labels"]
+            and o["spec"]["template"]["spec"].get("nodeSelector") != {
+                "kubernetes.io/arch": plan.image(o["metadata"]["labels"]["sage-image/image"]).arch}]
+
+
+def test_k8s_image_jobs_select_nodes_of_their_arch(catalog: Catalog) -> None:
+    plan = make_plan(catalog, "whole-catalog")
+    objs = ci.k8s_objects(catalog, plan, OPTIONS)
+    assert node_arch_mismatches(plan, objs) == []
+    arm = next(o for o in objs if o["metadata"]["name"].startswith("image-bookworm-sage-arm64"))
+    assert arm["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+    broken = copy.deepcopy(objs)
+    job = next(o for o in broken if o["metadata"]["name"] == arm["metadata"]["name"])
+    del job["spec"]["template"]["spec"]["nodeSelector"]
+    assert node_arch_mismatches(plan, broken) == [arm["metadata"]["name"]]
 
 
 def secret_leaks(workflow: Obj) -> list[str]:
@@ -337,6 +379,20 @@ def test_an_unpinned_action_in_the_catalog_names_file_and_line(tmp_path: Path) -
     (tmp_path / "catalog.yaml").write_text(bad)
     line = next(i for i, t in enumerate(bad.splitlines(), 1) if "checkout@v4" in t)
     with pytest.raises(ConfigError, match=rf"catalog.yaml:{line}: ci.actions.checkout: pin"):
+        load_catalog(tmp_path / "catalog.yaml")
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ("    arm64: ubuntu-24.04-arm\n", "", "ci.runners: missing required setting 'arm64'"),
+    ("    arm64: ubuntu-24.04-arm\n", "    arm64: ubuntu-latest\n",
+     "ci.runners.arm64: pin a runner version, not 'ubuntu-latest'"),
+])
+def test_a_runner_per_arch_is_required_and_pinned(tmp_path: Path, old: str, new: str,
+                                                  expected: str) -> None:
+    text = load_catalog().path.read_text()
+    assert old in text
+    (tmp_path / "catalog.yaml").write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError, match=re.escape(expected)):
         load_catalog(tmp_path / "catalog.yaml")
 
 

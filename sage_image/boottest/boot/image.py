@@ -35,6 +35,15 @@ class ImageUnderTest:
     initrd: Path | None
     root: str                     # the kernel's root= argument
     results_path: Path
+    # The build's own kernel arguments beyond root/ro/console (the manifest's boot.cmdline, e.g.
+    # the gpu variant's pci=realloc=off): a direct kernel boot passes them as GRUB would.
+    kernel_args: tuple[str, ...] = ()
+
+
+def kernel_args(cmdline: str) -> tuple[str, ...]:
+    """The arguments of a manifest's boot.cmdline the boot test does not set itself."""
+    return tuple(a for a in cmdline.split()
+                 if a != "ro" and not a.startswith(("root=", "console=")))
 
 
 def resolve_image(path: Path, *, disk_format: str | None = None, variant: str | None = None,
@@ -76,7 +85,8 @@ def _from_output_dir(out: Path, disk_format: str | None, variant: str | None) ->
         qemu_arch=str(manifest.get("qemu_arch", "x86_64")), tested_file=str(entry["path"]),
         kernel=kernel if kernel.is_file() else None,
         initrd=initrd if initrd.is_file() else None,
-        root=str(boot.get("root") or DEFAULT_ROOT), results_path=out / "test-results.json")
+        root=str(boot.get("root") or DEFAULT_ROOT), results_path=out / "test-results.json",
+        kernel_args=kernel_args(str(boot.get("cmdline") or "")))
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

@@ -133,7 +133,8 @@ def _prepare(request: TestRequest, image: ImageUnderTest, root: disk_mod.Partiti
         disk=image.disk.path, disk_format=image.disk.format, qemu_arch=image.qemu_arch,
         accel=accel.accel, seed=seed, mac=mac, kernel=kernel if direct else None,
         initrd=initrd if direct else None, uefi=request.uefi, memory_mb=request.memory_mb,
-        cmdline=f"root={image.root} ro console={CONSOLE[image.qemu_arch]}")
+        cmdline=" ".join((f"root={image.root}", "ro", f"console={CONSOLE[image.qemu_arch]}")
+                         + image.kernel_args))
     return spec, SshTarget(port=0, key=key.private, control=workdir / "mux"), meta
 
 
@@ -250,7 +251,15 @@ def _values(image: ImageUnderTest, meta: Metadata) -> dict[str, str]:
     paths = " ".join(f"'{s['path']}'" for s in source_entries(image.manifest).values())
     return {"hostname": meta.hostname, "uuid": meta.uuid, "user": "cc",
             "key_comment": f"sage-image-test-{meta.uuid}", "asset_dir": GUEST_ASSET_DIR,
-            "source_paths": paths}
+            "source_paths": paths} | _manifest_values(image)
+
+
+def _manifest_values(image: ImageUnderTest) -> dict[str, str]:
+    """Placeholders taken from what the build recorded; a check naming one the manifest lacks
+    keeps the literal {placeholder} and so fails."""
+    properties = image.manifest.get("properties") or {}
+    cuda = properties.get("build-cuda-version")
+    return {"cuda_version": str(cuda)} if cuda else {}
 
 
 def _not_run(checks: tuple[CheckDef, ...], why: str) -> tuple[CheckResult, ...]:
