@@ -33,8 +33,10 @@ SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "ser
                "sage-commands", "source-commits", "pywaggle-plugin", "sage-data-client",
                "virtual-waggle-report", "virtual-waggle-newplugin", "beehive-config",
                "sage-ecr-config")
-# Checks that need cc's sudo, which broken_sage breaks: broken_chameleon breaks these instead.
-SUDO_CHECKS = ("firewall", "ssh-hostkeys", "ssh-audit", "cc-snapshot", "docker-firewall")
+# Checks that need what broken_sage breaks first (cc's sudo, a running Docker for the docker
+# image's set-up): broken_chameleon, with both intact, breaks these instead.
+SUDO_CHECKS = ("firewall", "ssh-hostkeys", "ssh-audit", "cc-snapshot", "docker-firewall",
+               "partition-table", "docker-compose")
 SITE_PACKAGES = "/opt/sage/venv/lib/python3.11/site-packages"
 # The wrapper as it was before issue 12: every command ran in the checkout, so newplugin wrote
 # the plugin into /opt/virtual-waggle (group-writable) instead of the user's directory.
@@ -149,7 +151,6 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
         "/etc/systemd/system/docker.socket.d/zz-broken.conf":
             ("[Socket]\nSocketMode=0666\n", 0o644),                            # docker-socket
         "/etc/docker/daemon.json": ("{ this is not json\n", 0o644),           # docker-run
-        "/usr/bin/docker-compose": None,                                       # docker-compose
         "/usr/local/bin/sage-ecr": None,                                       # sage-commands
         f"{SITE_PACKAGES}/waggle/plugin/plugin.py": None,                      # pywaggle-plugin
         f"{SITE_PACKAGES}/sage_data_client/__init__.py":
@@ -166,10 +167,6 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             ("[Unit]\nConditionPathExists=/sage-image-broken\n", 0o644),
         "/usr/bin/virt-sysprep": None,                                         # cc-snapshot-deps
     }, mkdirs=("/etc/systemd/system/docker.socket.d", "/etc/systemd/system/chrony.service.d"))
-    # partition-table: the ESP and the BIOS boot partition retyped as plain Linux partitions (the
-    # ESP's filesystem stays, so /boot/efi still mounts and the boot is unchanged)
-    subprocess.run(["sgdisk", "--typecode=1:8300", "--typecode=2:8300", str(raw)], check=True,
-                   capture_output=True)
     manifest["packages"]["sage-image-missing-package"] = "1.0"                  # packages
     manifest["python_packages"]["sage-image-missing-wheel"] = "1.0"             # (python too)
     manifest["sources"]["beehive-server"]["commit"] = "0" * 40                  # source-commits
@@ -190,21 +187,18 @@ EXPECTED_FAILURES = {
     "docker-group": "cc is not in the docker group: cc",
     "docker-socket": "/var/run/docker.sock must exist and not be world-writable: 666 root:docker",
     "docker-run": "cc cannot run a container without sudo: ",
-    "docker-compose": "docker-compose cannot run a service as cc: docker-compose: command not "
-                      "found",
     "sage-commands": "a Sage command is missing or does not answer --help: sage-ecr: command "
                      "not found",
     "source-commits": "a checkout under /opt is not at the manifest's commit: beehive-server: "
                       "/opt/beehive-server is at ",
-    "partition-table": "the boot disk's partition table is not the image's layout: partition 1 "
-                       "(ESP) is Linux filesystem, hybrid wants EFI system; partition 2 (BIOS "
-                       "boot) is Linux filesystem, hybrid wants BIOS boot",
     "cuda-packages": "the NVIDIA driver or CUDA packages are not installed: no nvidia-driver",
     "pywaggle-plugin": "a pywaggle plugin cannot publish a measurement as cc: ",
     "sage-data-client": "sage-data-client (or pywaggle's vision extra) does not import as cc: ",
     "virtual-waggle-report": "virtual-waggle report does not run the pinned waggle-node code: ",
+    # the old wrapper runs newplugin in /opt/virtual-waggle: there it fails (cc is not in the
+    # broken image's docker group, which owns the checkout) or writes into /opt - never ./
     "virtual-waggle-newplugin": "virtual-waggle newplugin does not create the plugin in the "
-                                "user's directory: newplugin wrote into /opt/virtual-waggle",
+                                "user's directory: ",
     "beehive-config": "beehive-server's pinned code or compose files do not validate: ",
     "sage-ecr-config": "the Edge Code Repository's compose file does not validate: ",
     "cc-account": "cc is not uid/gid 1000 with bash (uid:gid:shell:group of gid 1000): 1001:",
@@ -258,7 +252,12 @@ def broken_chameleon(built_sage: Path, tmp_path_factory: pytest.TempPathFactory)
         "/etc/ssh/sshd_config.d/00-broken.conf":
             ("HostKey /etc/ssh/ssh_host_ecdsa_key\n", 0o644),              # ssh-hostkeys, -audit
         "/usr/bin/cc-snapshot": (_read(raw, "/opt/cc-snapshot/cc-snapshot"), 0o755),
+        "/usr/bin/docker-compose": None,                                       # docker-compose
     })
+    # partition-table: the ESP and the BIOS boot partition retyped as plain Linux partitions (the
+    # ESP's filesystem stays, so /boot/efi still mounts and the boot is unchanged)
+    subprocess.run(["sgdisk", "--typecode=1:8300", "--typecode=2:8300", str(raw)], check=True,
+                   capture_output=True)
     (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return work / "out"
 
@@ -271,6 +270,11 @@ SUDO_FAILURES = {
     "cc-snapshot": "cc-snapshot does not work offline as pinned: cc-snapshot tried to download: "
                    "curl ",
     "docker-firewall": "Docker and the host firewall fight: Docker's NAT rules are gone",
+    "docker-compose": "docker-compose cannot run a service as cc: docker-compose: command not "
+                      "found",
+    "partition-table": "the boot disk's partition table is not the image's layout: partition 1 "
+                       "(ESP) is Linux filesystem, hybrid wants EFI system; partition 2 (BIOS "
+                       "boot) is Linux filesystem, hybrid wants BIOS boot",
 }
 
 
