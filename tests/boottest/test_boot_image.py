@@ -228,7 +228,7 @@ def test_broken_image_fails_each_check_with_its_reason(broken_sage: Path) -> Non
     assert "broken on purpose" in reasons["sage-data-client"]
     assert "suitable configuration file" in reasons["virtual-waggle-report"]
     assert "do.sh" in reasons["beehive-config"]
-    assert "neither an image nor a build" in reasons["sage-ecr-config"]
+    assert "Compose file is invalid" in reasons["sage-ecr-config"]
     logs = {Path(p).name for p in report["logs"]}
     assert {"serial.log", "cloud-init.log"} <= logs
     assert "bootcmd" in (broken_sage / "test-logs" / "cloud-init.log").read_text()
