@@ -17,7 +17,8 @@ from sage_image.boottest.boot.configdrive import (
 )
 from sage_image.boottest.boot.kvm import choose_accel, probe_kvm
 from sage_image.boottest.boot.qemu import VmSpec, free_port, qemu_argv
-from sage_image.boottest.boot.ssh import generate_key
+from sage_image.boottest.boot.ssh import SshTarget, generate_key
+from sage_image.boottest.checks import runner as check_runner
 from sage_image.errors import BootTestError, UsageError
 
 from .conftest import make_ext4, make_mbr_disk
@@ -177,3 +178,34 @@ def test_the_test_boots_the_qcow2_when_the_build_made_only_that(tmp_path: Path, 
     image = resolve_image(tmp_path)
     assert image.disk.format == booted and image.tested_file == f"Img.{booted}"
     assert image.disk.path == tmp_path / f"Img.{booted}"  # what QEMU's overlay is backed by
+
+
+def _fake_ssh_audit(tmp_path: Path, monkeypatch, script: str) -> None:
+    """A stand-in ssh-audit on PATH (the real one runs against the guest in test_boot_image)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "ssh-audit"
+    tool.write_text("#!/bin/sh\n" + script)
+    tool.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    monkeypatch.setattr(check_runner.time, "sleep", lambda s: None)
+
+
+BANNER_LOST = "echo '[exception] did not receive banner: Connection reset by peer'; exit 1\n"
+AUDIT_OK = "echo '(gen) banner: SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3'\n"
+
+
+def test_ssh_audit_tries_again_when_a_busy_sshd_drops_it(tmp_path: Path, monkeypatch) -> None:
+    count = tmp_path / "count"
+    _fake_ssh_audit(tmp_path, monkeypatch, f"echo x >> {count}\n"
+                    f"[ $(wc -l < {count}) -ge 3 ] || {{ {BANNER_LOST.strip()}; }}\n{AUDIT_OK}")
+    problem, _ = check_runner.probe_ssh_audit(SshTarget(22, tmp_path / "k"),
+                                              timeout=30)
+    assert problem is None and count.read_text().count("x") == 3
+
+
+def test_ssh_audit_that_never_reaches_sshd_fails(tmp_path: Path, monkeypatch) -> None:
+    _fake_ssh_audit(tmp_path, monkeypatch, BANNER_LOST)
+    problem, _ = check_runner.probe_ssh_audit(SshTarget(22, tmp_path / "k"),
+                                              timeout=30)
+    assert problem.startswith("ssh-audit did not reach sshd: [exception] did not receive banner")

@@ -187,6 +187,8 @@ def probe_sshd_auth(target: SshTarget, *, timeout: float) -> str | None:
     return None
 
 
+AUDIT_ATTEMPTS = 4
+TRANSIENT_AUDIT = ("did not receive banner", *TRANSIENT_SSH)
 AUDIT_ITEM = re.compile(r"^\((\w+)\)\s+(\S+)")
 
 
@@ -202,12 +204,19 @@ def find_ssh_audit() -> str:
 def probe_ssh_audit(target: SshTarget, *, timeout: float) -> tuple[str | None, str]:
     """ssh-audit against the guest's sshd: no line may be a [fail]. The connection-rate test is
     skipped: it floods sshd (MaxStartups), which says nothing about its configuration."""
-    try:
-        out = run([find_ssh_audit(), "--no-colors", "--skip-rate-test",
-                   "--port", str(target.port), target.host], check=False, timeout=timeout)
-    except CommandError as exc:
-        return f"ssh-audit: {exc.message}", ""
-    text = out.stdout + out.stderr
+    deadline = time.monotonic() + timeout
+    for attempt in range(AUDIT_ATTEMPTS):
+        try:
+            out = run([find_ssh_audit(), "--no-colors", "--skip-rate-test",
+                       "--port", str(target.port), target.host], check=False,
+                      timeout=max(deadline - time.monotonic(), 1))
+        except CommandError as exc:
+            return f"ssh-audit: {exc.message}", ""
+        text = out.stdout + out.stderr
+        # A busy sshd (MaxStartups, concurrent checks) drops it before the banner: try again.
+        if "(gen) banner" in text or not any(t in text for t in TRANSIENT_AUDIT):
+            break
+        time.sleep(2 * (attempt + 1))
     # e.g. "(key) ecdsa-sha2-nistp256 (256-bit)  -- [fail] using elliptic curves that ..."
     fails = [" ".join(m.groups()) if (m := AUDIT_ITEM.match(ln)) else ln.strip()
              for ln in text.splitlines() if "[fail]" in ln]

@@ -175,7 +175,8 @@ def _boot_and_check_inner(request: TestRequest, image: ImageUnderTest,
     wanted = "uefi" if vm.spec.uefi or vm.spec.qemu_arch == "aarch64" else "bios"
     if vm.spec.mode == "firmware" and firmware != wanted:
         return replace(base, firmware=firmware, error=f"the guest booted with {firmware}, "
-                       f"not {wanted}", logs=_keep_logs(image, vm, target, workdir),
+                       f"not {wanted}", logs=_keep_logs(image, vm, target, workdir,
+                                                       may_stop=events.hold is None),
                        checks=_not_run(checks, f"booted with {firmware}"))
     events.phase(f"guest up in {boot_seconds:.0f} s; running {len(checks)} checks")
     ctx = CheckContext(target=target, manifest=image.manifest, values=_values(image, meta),
@@ -189,7 +190,8 @@ def _boot_and_check_inner(request: TestRequest, image: ImageUnderTest,
                      firmware=firmware,
                      checks_seconds=round(time.monotonic() - checks_start, 1))
     if not report.passed:
-        report = replace(report, logs=_keep_logs(image, vm, target, workdir))
+        report = replace(report, logs=_keep_logs(image, vm, target, workdir,
+                                                 may_stop=events.hold is None))
     if events.hold is not None:
         events.hold(target)
     return report
@@ -275,21 +277,26 @@ def _not_run(checks: tuple[CheckDef, ...], why: str) -> tuple[CheckResult, ...]:
 
 
 def _keep_logs(image: ImageUnderTest, vm: Machine, target: SshTarget | None,
-               workdir: Path) -> tuple[str, ...]:
+               workdir: Path, *, may_stop: bool = True) -> tuple[str, ...]:
     """Copy the serial console log and the guest's cloud-init logs next to the results."""
     dest = image.results_path.with_name(image.results_path.stem.replace("-results", "") + "-logs")
     dest.mkdir(parents=True, exist_ok=True)
     kept = []
     if vm.serial_log.exists():
         kept.append(str(shutil.copy(vm.serial_log, dest / "serial.log")))
+    missing = []
     for log in GUEST_LOGS:
         text = _guest_file(target, log) if target else None
-        if text is not None:
-            path = dest / Path(log).name
-            path.write_text(text)
-            kept.append(str(path))
-    if target is None:
-        kept += _logs_from_overlay(vm, dest, workdir)
+        if text is None:
+            missing.append(log)
+            continue
+        path = dest / Path(log).name
+        path.write_text(text)
+        kept.append(str(path))
+    # SSH is down or refuses cc (the failure being reported, often): read the disk instead -
+    # unless the VM is to be held for someone to log in.
+    if missing and may_stop:
+        kept += _logs_from_overlay(vm, dest, workdir, tuple(missing))
     return tuple(kept)
 
 
@@ -298,7 +305,8 @@ def _guest_file(target: SshTarget, path: str) -> str | None:
     return out.stdout if out.exit == 0 else None
 
 
-def _logs_from_overlay(vm: Machine, dest: Path, workdir: Path) -> list[str]:
+def _logs_from_overlay(vm: Machine, dest: Path, workdir: Path,
+                       logs: tuple[str, ...]) -> list[str]:
     """No SSH: stop the VM and read the logs out of its overlay (read-only debugfs)."""
     vm.kill()
     try:
@@ -307,7 +315,7 @@ def _logs_from_overlay(vm: Machine, dest: Path, workdir: Path) -> list[str]:
         raw = workdir / "overlay.raw"
         run(["qemu-img", "convert", "-O", "raw", vm.overlay, raw], timeout=300)
         kept = []
-        for log in GUEST_LOGS:
+        for log in logs:
             target = dest / Path(log).name
             disk_mod.dump_file(raw, root, log, target)
             if target.is_file() and target.stat().st_size:
