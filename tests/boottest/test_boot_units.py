@@ -144,6 +144,7 @@ def test_qemu_argv_firmware_and_arm64(tmp_path: Path) -> None:
     arm = qemu_argv(_spec(tmp_path, qemu_arch="aarch64", kernel=tmp_path / "k"),
                     overlay=tmp_path / "o", serial_log=tmp_path / "s", port=1)
     assert arm[0] == "qemu-system-aarch64" and "virt" in arm
+    assert arm[arm.index("-cpu") + 1] == "max,pauth-impdef=on"  # TCG: cheap pointer auth
 
 
 def test_free_ports_differ() -> None:
