@@ -253,7 +253,8 @@ def _values(image: ImageUnderTest, meta: Metadata) -> dict[str, str]:
     paths = " ".join(f"'{s['path']}'" for s in source_entries(image.manifest).values())
     return {"hostname": meta.hostname, "uuid": meta.uuid, "user": "cc",
             "key_comment": f"sage-image-test-{meta.uuid}", "asset_dir": GUEST_ASSET_DIR,
-            "source_paths": paths} | _manifest_values(image)
+            "source_paths": paths, "console": CONSOLE[image.qemu_arch].split(",")[0]
+            } | _manifest_values(image)
 
 
 def _manifest_values(image: ImageUnderTest) -> dict[str, str]:
