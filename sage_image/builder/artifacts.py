@@ -1,4 +1,4 @@
-"""After diskimage-builder: disk formats, checksums, the package list and manifest.json."""
+"""After diskimage-builder: disk formats, checksums, the package lists the manifest records."""
 
 from __future__ import annotations
 
@@ -149,10 +149,3 @@ def installed_python_packages(listing: Path) -> dict[str, str]:
         if sep and name:
             packages[canonical(name)] = version
     return dict(sorted(packages.items()))
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Atomically: a reader never sees half a manifest."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(part, path)

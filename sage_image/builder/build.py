@@ -8,7 +8,6 @@ output folder. Only ``build.log`` stays behind on failure, for the post-mortem.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -27,12 +26,12 @@ from .. import __version__
 from ..catalog.model import Layout
 from ..errors import BuildError
 from ..folders import check_folder, make_folder
+from ..outfolder import manifest_path, write_json
 from . import artifacts, devmapper, preflight, pythonlock, sbom
 from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
 from .plan import BuildPlan
 from .sources import FetchedSource, SourceCache, export_sources, fetch_sources
 
-MANIFEST = "manifest.json"
 LOG = "build.log"
 
 
@@ -83,7 +82,7 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
     with _work_area(options.cache_root, plan) as paths:
         try:
             export_sources(fetched, cache, paths.sources)
-            artifacts.write_json(paths.provenance, properties)
+            write_json(paths.provenance, properties)
             write_shims(paths)
             prepare_layered_cache(plan, paths)
             dib_phases = run_dib(plan, paths, out_dir / LOG, on_phase=reporter.phase,
@@ -107,7 +106,7 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
     # The SBOM describes the manifest (files, packages, sources); the manifest then records the
     # SBOM's sha256. Written last, so a manifest never names an SBOM that is not there.
     manifest["sbom"] = sbom.write_sbom(manifest, out_dir)
-    artifacts.write_json(out_dir / MANIFEST, manifest)
+    write_json(manifest_path(out_dir), manifest)
     return manifest
 
 
@@ -151,7 +150,7 @@ def _remove_outputs(plan: BuildPlan) -> None:
     """Drop a previous or half-written image, manifest and boot files (never the log)."""
     for suffix in (".qcow2", ".raw", ".qcow2.part", ".cdx.json"):
         (plan.out_dir / f"{plan.name}{suffix}").unlink(missing_ok=True)
-    (plan.out_dir / MANIFEST).unlink(missing_ok=True)
+    manifest_path(plan.out_dir).unlink(missing_ok=True)
     shutil.rmtree(plan.out_dir / "boot", ignore_errors=True)
 
 
@@ -306,7 +305,3 @@ def _signals_deferred() -> Iterator[None]:
             signal.signal(sig, handler)
         if received:
             raise KeyboardInterrupt
-
-
-def read_manifest(out_dir: Path) -> dict[str, Any]:
-    return json.loads((out_dir / MANIFEST).read_text())

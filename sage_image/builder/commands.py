@@ -12,7 +12,8 @@ from ..catalog.model import as_plain
 from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console, Progress, format_seconds
 from ..errors import BuildError
-from .build import BuildOptions, Reporter, build_image
+from ..outfolder import manifest_path
+from .build import LOG, BuildOptions, Reporter, build_image
 from .cache import default_cache_root
 from .plan import (
     ADMIN_UID,
@@ -169,6 +170,6 @@ def report_build(console: Console, plan: BuildPlan, manifest: dict[str, Any],
     if manifest["stand_ins"]:
         console.warn(f"built with STAND-IN sources: {', '.join(manifest['stand_ins'])}")
     sbom = (manifest.get("sbom") or {}).get("path")
-    console.info(f"built {plan.name} in {format_seconds(elapsed)}; manifest {out / 'manifest.json'}"
-                 + (f", SBOM {out / sbom}" if sbom else "") + f", log {out / 'build.log'}")
+    console.info(f"built {plan.name} in {format_seconds(elapsed)}; manifest {manifest_path(out)}"
+                 + (f", SBOM {out / sbom}" if sbom else "") + f", log {out / LOG}")
     return 0

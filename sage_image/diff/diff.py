@@ -12,7 +12,6 @@ order, falling back to "changed" for versions it cannot parse.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,12 +21,13 @@ from debian.debian_support import version_compare
 from packaging.version import InvalidVersion, Version
 
 from ..errors import UsageError
+from ..outfolder import IDENTITY_KEYS, MANIFEST, manifest_path, read_json
 
 # Sections, in the order the table shows them.
 SECTIONS = ("image", "element", "check", "size", "source", "package", "python")
-# Single-valued facts compared as "changed"; kernel is the image's vmlinuz version.
-FIELDS = ("name", "release", "variant", "arch", "family", "os_version", "kernel",
-          "builder_version", "dib_version")
+# Single-valued facts compared as "changed": the image's identity, then what built it;
+# kernel is the image's vmlinuz version.
+FIELDS = (*IDENTITY_KEYS, "kernel", "builder_version", "dib_version")
 
 
 @dataclass(frozen=True)
@@ -194,16 +194,13 @@ def _versions(section: str, old: Mapping[str, str], new: Mapping[str, str],
 # -- reading a side ------------------------------------------------------------------------------
 def load_manifest(path: Path) -> tuple[dict[str, Any], Path]:
     """A build output folder or a manifest.json -> (manifest, its file). Bad input: UsageError."""
-    file = path / "manifest.json" if path.is_dir() else path
+    file = manifest_path(path) if path.is_dir() else path
     if not file.exists():
-        what = "no manifest.json in" if path.is_dir() else "not found:"
+        what = f"no {MANIFEST} in" if path.is_dir() else "not found:"
         raise UsageError(f"{what} {path}",
-                         hint="give a folder 'sage-image build' wrote, or its manifest.json")
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UsageError(f"{file}: not a manifest (cannot read JSON: {exc})") from exc
-    if not isinstance(data, dict) or data.get("schema") != 1 or "name" not in data:
+                         hint=f"give a folder 'sage-image build' wrote, or its {MANIFEST}")
+    data = read_json(file)
+    if data.get("schema") != 1 or "name" not in data:
         raise UsageError(f"{file}: not a sage-image manifest (expected schema 1 with a name)",
                          hint="see docs/manifest.md")
     return data, file

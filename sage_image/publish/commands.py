@@ -82,7 +82,7 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
         pub.show_plans(console, output, planned)
     if args.dry_run:
         if console.json_mode:
-            console.json({"dry_run": True, "name": output.name, "sites": [
+            console.json({"dry_run": True, "name": output.identity.name, "sites": [
                 {"site": p.target.name, "steps": p.plan.describe() if p.plan else [],
                  "action": p.plan.action.value if p.plan else "failed", "error": p.error}
                 for p in planned]})

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..console import Console
-from .output import BuildOutput, load_output, read_published
+from ..outfolder import read_published
+from .output import BuildOutput, load_output
 
 # Packages a Sage user asks about first, shown when the build recorded them.
 KEY_PACKAGES = ("docker.io", "docker-ce", "docker-compose", "docker-compose-v2", "containerd",
@@ -34,18 +35,18 @@ def appliance_id_key(site: str) -> str:
 
 
 def describe(output: BuildOutput) -> dict[str, Any]:
-    m = output.raw
+    m, image = output.raw, output.identity
     published = read_published(output.root)
     sources = {name: {"url": s.get("url"), "commit": s.get("commit"), "path": s.get("path"),
                       "stand_in": bool(s.get("stand_in"))}
                for name, s in (m.get("sources") or {}).items()}
     packages = {k: v for k, v in (m.get("packages") or {}).items() if k in KEY_PACKAGES}
     doc: dict[str, Any] = {
-        "name": output.name,
-        "description": (f"{output.family.title()} {output.os_version} ({output.arch}) with "
+        "name": image.name,
+        "description": (f"{image.family.title()} {image.os_version} ({image.arch}) with "
                         "Virtual Waggle, Beehive, the Sage Edge Code Repository and Docker "
-                        "for the cc user." if output.variant != "base" else
-                        f"Chameleon {output.family.title()} {output.os_version} base image."),
+                        "for the cc user." if image.variant != "base" else
+                        f"Chameleon {image.family.title()} {image.os_version} base image."),
         "version": output.build_tag,
         "build": {k: output.properties.get(k) for k in (
             "build-tag", "build-timestamp", "build-repo", "build-repo-commit", "build-release",
@@ -57,7 +58,7 @@ def describe(output: BuildOutput) -> dict[str, Any]:
         "sites": {site: {"image_id": p.get("image_id"), "name": p.get("name")}
                   for site, p in sorted(published.items())},
         "whats_new": whats_new(published),
-        "keywords": ["sage", "waggle", "virtual-waggle", "beehive", "docker", output.family],
+        "keywords": ["sage", "waggle", "virtual-waggle", "beehive", "docker", image.family],
     }
     doc.update({appliance_id_key(site): p.get("image_id") for site, p in published.items()})
     doc["documentation"] = render_markdown(doc)

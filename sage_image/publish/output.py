@@ -1,12 +1,12 @@
-"""The build output folder as publish reads it: manifest.json, test-results.json, published.json.
+"""The build output folder as publish reads it: the build, and whether it may be published.
 
-Contract: docs/manifest.md. Everything here validates before any site is contacted.
+The files and their readers are sage_image/outfolder.py's; contract: docs/manifest.md.
+Everything here validates before any site is contacted.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,10 +14,18 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import UsageError
-
-MANIFEST = "manifest.json"
-TEST_RESULTS = "test-results.json"
-PUBLISHED = "published.json"
+from ..outfolder import (
+    TEST_RESULTS,
+    ImageIdentity,
+    manifest_path,
+    published_path,
+    read_identity,
+    read_json,
+    read_published,
+    read_results,
+    results_path,
+    write_json,
+)
 
 
 @dataclass(frozen=True)
@@ -56,12 +64,7 @@ class TestStatus:
 @dataclass(frozen=True)
 class BuildOutput:
     root: Path
-    name: str
-    release: str
-    variant: str
-    arch: str
-    family: str
-    os_version: str
+    identity: ImageIdentity
     properties: Mapping[str, str]
     files: Mapping[str, ImageFile]
     test: TestStatus
@@ -73,34 +76,21 @@ class BuildOutput:
         return self.properties.get("build-tag", "")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise UsageError(f"{path}: not found",
-                         hint="give the folder 'sage-image build' wrote (it has manifest.json)"
-                         ) from exc
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: cannot read JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a JSON object")
-    return data
-
-
 def load_output(root: Path) -> BuildOutput:
     root = Path(root)
-    path = root / MANIFEST
-    m = _read_json(path)
+    path = manifest_path(root)
+    m = read_json(path)
+    if m.get("schema") != 1:
+        raise UsageError(f"{path}: unsupported schema {m.get('schema')!r} (this tool reads 1)")
+    identity = read_identity(m, path=path)
     try:
-        if m.get("schema") != 1:
-            raise UsageError(f"{path}: unsupported schema {m.get('schema')!r} (this tool reads 1)")
         files = {fmt: _image_file(root, fmt, f) for fmt, f in m["files"].items()}
         return BuildOutput(
-            root=root, name=m["name"], release=m["release"], variant=m["variant"],
-            arch=m["arch"], family=m["family"], os_version=str(m["os_version"]),
+            root=root, identity=identity,
             properties=MappingProxyType({str(k): str(v) for k, v in m["properties"].items()}),
             files=MappingProxyType(files),
-            test=read_test_status(root, m["name"], files, required=tuple(m.get("checks") or ())),
+            test=read_test_status(root, identity.name, files,
+                                  required=tuple(m.get("checks") or ())),
             raw=MappingProxyType(m),
             manifest_sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     except KeyError as exc:
@@ -115,10 +105,10 @@ def _image_file(root: Path, fmt: str, f: Mapping[str, Any]) -> ImageFile:
 
 def read_test_status(root: Path, name: str, files: Mapping[str, ImageFile], *,
                      required: tuple[str, ...]) -> TestStatus:
-    path = root / TEST_RESULTS
-    if not path.exists():
+    results = read_results(root)
+    if results is None:
         return TestStatus(False, f"no {TEST_RESULTS} in {root} (run 'sage-image test {root}')")
-    return publish_gate(_read_json(path), where=str(path), name=name, files=files,
+    return publish_gate(results, where=str(results_path(root)), name=name, files=files,
                        required=required, rerun=f"sage-image test {root}")
 
 
@@ -156,23 +146,11 @@ def tested_formats(tested_sha512: str, files: Mapping[str, ImageFile]) -> set[st
 
 
 def write_published(root: Path, results: Mapping[str, Mapping[str, Any]]) -> Path:
-    """Merge per-site publish results into OUT/published.json (read by `describe`)."""
-    path = root / PUBLISHED
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text()).get("sites", {})
-        except (OSError, ValueError, AttributeError):
-            data = {}
-    data.update({k: dict(v) for k, v in results.items()})
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"schema": 1, "sites": data}, indent=2, sort_keys=True))
-    tmp.replace(path)
-    return path
-
-
-def read_published(root: Path) -> dict[str, Any]:
-    path = root / PUBLISHED
-    if not path.exists():
-        return {}
-    return dict(_read_json(path).get("sites", {}))
+    """Merge per-site publish results into OUT/published.json (read by `describe` and the
+    release report): a re-run after a partial failure adds the sites it published."""
+    try:
+        sites = read_published(root)
+    except UsageError:  # a damaged record says nothing true: the sites published now replace it
+        sites = {}
+    sites.update({site: dict(entry) for site, entry in results.items()})
+    return write_json(published_path(root), {"schema": 1, "sites": sites})

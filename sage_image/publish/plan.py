@@ -73,8 +73,8 @@ def image_properties(output: BuildOutput, policy: Publish, *, untested: bool) ->
     """Glance properties: the manifest's build-* provenance plus what a Chameleon user (and
     Nova) reads: distro, version, architecture, firmware, login user."""
     props = dict(output.properties)
-    props.update({"os_distro": output.family, "os_version": output.os_version,
-                  "hw_architecture": str(output.raw.get("qemu_arch", output.arch)),
+    props.update({"os_distro": output.identity.family, "os_version": output.identity.os_version,
+                  "hw_architecture": str(output.raw.get("qemu_arch", output.identity.arch)),
                   "os_admin_user": "cc"})
     firmware = image_firmware(output.raw)
     if firmware:
@@ -122,15 +122,15 @@ def _parse_created(text: str) -> datetime:
 
 def plan_site(target: SiteTarget, output: BuildOutput, images: Sequence[SiteImage], *,
               policy: Publish, visibility: str, untested: bool) -> SitePlan:
-    name = output.name
+    name = output.identity.name
     base = SitePlan(site=target.name, action=Action.REFUSE, reason="", production_name=name,
                     visibility=visibility)
 
     def refuse(reason: str) -> SitePlan:
         return SitePlan(**{**base.__dict__, "reason": reason})
 
-    if output.arch not in target.arches:
-        return refuse(f"{target.name} takes no {output.arch} images "
+    if output.identity.arch not in target.arches:
+        return refuse(f"{target.name} takes no {output.identity.arch} images "
                       f"(arches: {', '.join(target.arches)})")
     file = output.files.get(target.disk_format)
     if file is None:

@@ -14,9 +14,10 @@ from ..catalog.model import Catalog
 from ..console import Console
 from ..diff.diff import diff_manifests
 from ..errors import UsageError
+from ..outfolder import read_published
 from .apply import SiteResult, _reason, apply_plan
 from .clouds import SiteTarget, connect, resolve_targets, select_sites
-from .output import BuildOutput, load_output, read_published, write_published
+from .output import BuildOutput, load_output, write_published
 from .plan import Action, SitePlan, plan_site
 from .progress import SiteBars
 from .record import RecordError, summary_from_properties
@@ -55,7 +56,7 @@ def prepare(catalog: Catalog, request: PublishRequest) -> tuple[BuildOutput, lis
         refused = [(t.name, why) for t in targets if (why := output.test.refusal(t.disk_format))]
         if refused:
             where = "" if not output.test.passed else f" to {refused[0][0]}"
-            raise UsageError(f"refusing to publish {output.name}{where}: {refused[0][1]}",
+            raise UsageError(f"refusing to publish {output.identity.name}{where}: {refused[0][1]}",
                              hint="pass --untested to publish anyway (the image is then "
                                   "marked sage-image-untested=true)")
     return output, targets
@@ -79,7 +80,7 @@ def plan_all(catalog: Catalog, request: PublishRequest, output: BuildOutput,
 
 
 def show_plans(console: Console, output: BuildOutput, planned: Sequence[Planned]) -> None:
-    console.info(f"plan for {output.name} ({output.build_tag}):")
+    console.info(f"plan for {output.identity.name} ({output.build_tag}):")
     for p in planned:
         steps = p.plan.describe() if p.plan else [f"failed: {p.error}"]
         console.info(f"  {p.target.name} ({p.target.cloud}, {p.target.disk_format}):")
@@ -127,7 +128,7 @@ def record(output: BuildOutput, planned: Sequence[Planned], results: Sequence[Si
     for r in results:
         if not r.image_id or r.status not in ("published", "up to date"):
             continue
-        entry = {"image_id": r.image_id, "name": output.name, "cloud": by_site[r.site].target.cloud,
+        entry = {"image_id": r.image_id, "name": output.identity.name, "cloud": by_site[r.site].target.cloud,
                  "status": r.status, "time": now}
         if r.status == "published":
             plan = by_site[r.site].plan
@@ -152,7 +153,7 @@ def previous_entry(output: BuildOutput, replaced: SiteImage | None,
         entry["error"] = exc.message
         return entry
     entry["changes"] = diff_manifests(old, output.raw, old_label=f"{site}: {replaced.id}",
-                                      new_label=output.name).as_json()
+                                      new_label=output.identity.name).as_json()
     return entry
 
 
@@ -166,7 +167,7 @@ def result_rows(results: Sequence[SiteResult]) -> list[tuple[str, ...]]:
 
 
 def result_json(output: BuildOutput, results: Sequence[SiteResult]) -> dict[str, object]:
-    return {"ok": all(r.ok for r in results), "name": output.name, "build_tag": output.build_tag,
+    return {"ok": all(r.ok for r in results), "name": output.identity.name, "build_tag": output.build_tag,
             "sites": [{"site": r.site, "status": r.status, "reason": r.reason,
                        "image_id": r.image_id, "seconds": round(r.seconds, 3),
                        "mb_per_s": round(r.mb_per_s, 1) if r.mb_per_s else None,

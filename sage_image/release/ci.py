@@ -30,6 +30,7 @@ import yaml
 
 from ..catalog.model import CI, Catalog
 from ..errors import UsageError
+from ..outfolder import TEST_RESULTS
 from .plan import ImageJob, PublishJob, ReleasePlan
 from .run import LAYER_FILE, build_args
 
@@ -213,7 +214,7 @@ def _gh_test(ci: CI, image: ImageJob) -> Obj:
          "run": shell([".venv/bin/sage-image", "test", out, "--junit", f"{out}/junit.xml"])},
         {"name": "Keep the test results", "if": "always()", "uses": ci.actions["upload-artifact"],
          "with": {"name": f"test-{image.key}",
-                  "path": f"{out}/test-results.json\n{out}/junit.xml",
+                  "path": f"{out}/{TEST_RESULTS}\n{out}/junit.xml",
                   "retention-days": ci.retention_days, "if-no-files-found": "warn"}},
     ]
     return job

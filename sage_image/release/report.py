@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..outfolder import manifest_path, read_manifest, read_published, read_results
 
 RELEASE_FILE = "release.json"
 STATUSES = ("ok", "failed", "skipped")
@@ -86,13 +87,14 @@ class ReleaseData:
     """What is on disk, unvalidated beyond being JSON of the right shape."""
 
     release: Mapping[str, Any]
-    manifests: Mapping[str, Mapping[str, Any]]  # image key -> manifest.json
-    tests: Mapping[str, Mapping[str, Any]]  # image key -> test-results.json
+    manifests: Mapping[str, Mapping[str, Any]]  # image key -> its manifest
+    tests: Mapping[str, Mapping[str, Any]]  # image key -> its test results
     published: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # key -> sites
 
 
 # -- reading -------------------------------------------------------------------------------------
-def _json(path: Path) -> dict[str, Any]:
+def _read_release_file(path: Path) -> dict[str, Any]:
+    """release.json, the release's own record (each image's folder is read by outfolder)."""
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
@@ -108,7 +110,7 @@ def load_release(folder: Path) -> ReleaseData:
     if not (folder / RELEASE_FILE).is_file():
         raise UsageError(f"{folder} has no {RELEASE_FILE}: not a release folder",
                          hint="give the folder `sage-image release` wrote")
-    release = _json(folder / RELEASE_FILE)
+    release = _read_release_file(folder / RELEASE_FILE)
     if release.get("schema") != 1:
         raise UsageError(f"{folder / RELEASE_FILE}: unsupported schema {release.get('schema')!r}")
     images = release.get("plan", {}).get("images")
@@ -117,12 +119,12 @@ def load_release(folder: Path) -> ReleaseData:
     manifests, tests, published = {}, {}, {}
     for image in images:
         key = str(image.get("key", ""))
-        if (folder / key / "manifest.json").is_file():  # absent when the build failed
-            manifests[key] = _json(folder / key / "manifest.json")
-        if (folder / key / "test-results.json").is_file():
-            tests[key] = _json(folder / key / "test-results.json")
-        if (folder / key / "published.json").is_file():
-            published[key] = _json(folder / key / "published.json").get("sites") or {}
+        out = folder / key
+        if manifest_path(out).is_file():  # absent when the build failed
+            manifests[key] = read_manifest(out)
+        if (results := read_results(out)) is not None:
+            tests[key] = results
+        published[key] = read_published(out)  # {} before (or without) publishing
     return ReleaseData(release=release, manifests=manifests, tests=tests, published=published)
 
 

@@ -20,6 +20,7 @@ from ..catalog.model import as_plain
 from ..console import PROGRESS_LINES_ENV
 from ..errors import UsageError
 from ..folders import make_folder
+from ..outfolder import manifest_path
 from ..publish.output import load_output
 from .plan import ImageJob, ReleasePlan
 from .scheduler import Job, JobState, Scheduler
@@ -129,7 +130,7 @@ def _build_cached(image: ImageJob, has_children: bool, options: ReleaseOptions) 
         same = (out / RELEASE_KEY).read_text() == build_key(image)
     except OSError:
         return None
-    return "built from the same inputs" if same and (out / "manifest.json").exists() else None
+    return "built from the same inputs" if same and manifest_path(out).exists() else None
 
 
 def _test_job(image: ImageJob, options: ReleaseOptions) -> Job:

@@ -6,13 +6,13 @@ Reads only what the build wrote (docs/manifest.md); never re-plans from the cata
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ... import outfolder
 from ...errors import BootTestError, UsageError
 from .disk import DiskInfo, inspect_disk
 
@@ -53,10 +53,9 @@ def resolve_image(path: Path, *, disk_format: str | None = None, variant: str | 
         return _from_output_dir(path, disk_format, variant)
     if not path.exists():
         raise UsageError(f"{path}: no such file or folder",
-                         hint="pass a build output folder (with manifest.json) or an image file")
-    owner = path.parent / "manifest.json"
-    if owner.is_file():
-        manifest = _read_manifest(owner)
+                         hint=f"pass a build output folder (with {outfolder.MANIFEST}) or an image file")
+    if outfolder.manifest_path(path.parent).is_file():
+        manifest = _read_manifest(path.parent)
         for fmt, entry in (manifest.get("files") or {}).items():
             if Path(str(entry.get("path", ""))).name == path.name:
                 return _from_output_dir(path.parent, disk_format or fmt, variant)
@@ -64,15 +63,15 @@ def resolve_image(path: Path, *, disk_format: str | None = None, variant: str | 
         disk=inspect_disk(path), out_dir=None, manifest=MappingProxyType({}), name=path.stem,
         variant=variant or "base", qemu_arch=qemu_arch, tested_file=path.name, kernel=None,
         initrd=None, root=DEFAULT_ROOT,
-        results_path=path.with_name(f"{path.name}.test-results.json"))
+        results_path=outfolder.results_beside(path))
 
 
 def _from_output_dir(out: Path, disk_format: str | None, variant: str | None) -> ImageUnderTest:
-    manifest = _read_manifest(out / "manifest.json")
+    manifest = _read_manifest(out)
     files = manifest.get("files") or {}
     choices = [disk_format] if disk_format else [f for f in FORMAT_PREFERENCE if f in files]
     if not choices or choices[0] not in files:
-        raise UsageError(f"{out}/manifest.json lists no {disk_format or 'qcow2 or raw'} image "
+        raise UsageError(f"{outfolder.manifest_path(out)} lists no {disk_format or 'qcow2 or raw'} image "
                          f"(it has: {', '.join(files) or 'none'})")
     entry = files[choices[0]]
     boot = manifest.get("boot") or {}
@@ -85,19 +84,17 @@ def _from_output_dir(out: Path, disk_format: str | None, variant: str | None) ->
         qemu_arch=str(manifest.get("qemu_arch", "x86_64")), tested_file=str(entry["path"]),
         kernel=kernel if kernel.is_file() else None,
         initrd=initrd if initrd.is_file() else None,
-        root=str(boot.get("root") or DEFAULT_ROOT), results_path=out / "test-results.json",
+        root=str(boot.get("root") or DEFAULT_ROOT), results_path=outfolder.results_path(out),
         kernel_args=kernel_args(str(boot.get("cmdline") or "")))
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
+def _read_manifest(out: Path) -> dict[str, Any]:
+    path = outfolder.manifest_path(out)
     if not path.is_file():
-        raise UsageError(f"{path.parent}: no manifest.json - not a build output folder",
+        raise UsageError(f"{out}: no {outfolder.MANIFEST} - not a build output folder",
                          hint="pass the folder `sage-image build --out` wrote, or an image file")
-    try:
-        data = json.loads(path.read_text())
-    except ValueError as exc:
-        raise UsageError(f"{path}: not valid JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("schema") != 1:
+    data = outfolder.read_json(path)
+    if data.get("schema") != 1:
         raise UsageError(f"{path}: not a schema-1 manifest (docs/manifest.md)")
     return data
 
@@ -111,6 +108,6 @@ def verify_checksum(image: ImageUnderTest) -> str:
     actual = digest.hexdigest()
     for entry in (image.manifest.get("files") or {}).values():
         if entry.get("path") == image.tested_file and entry.get("sha512") not in (None, actual):
-            raise BootTestError(f"{image.disk.path}: sha512 differs from manifest.json - the "
+            raise BootTestError(f"{image.disk.path}: sha512 differs from {outfolder.MANIFEST} - the "
                                 "file changed after the build", hint="rebuild the image")
     return actual

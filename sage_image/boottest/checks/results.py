@@ -7,8 +7,6 @@ test-results.json follows docs/manifest.md; publish trusts an image only if the 
 
 from __future__ import annotations
 
-import json
-import os
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ...console import format_table
+from ...outfolder import write_json
 from .runner import CheckResult
-
-RESULTS_NAME = "test-results.json"
 
 
 @dataclass(frozen=True)
@@ -73,10 +70,8 @@ class TestReport:
 
 def write_results(report: TestReport, path: Path) -> Path:
     """Write atomically: publish may read the file while a second test is finishing."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    # Unsorted: to_dict puts what a person looks for first (name, file, verdict), checks last.
+    return write_json(path, report.to_dict(), sort_keys=False)
 
 
 def junit_xml(report: TestReport) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ...catalog.model import load_catalog
 from ...errors import BootTestError
+from ...outfolder import logs_folder
 from ...runner import run
 from ..boot import disk as disk_mod
 from ..boot.configdrive import Metadata, write_drive
@@ -280,7 +281,7 @@ def _not_run(checks: tuple[CheckDef, ...], why: str) -> tuple[CheckResult, ...]:
 def _keep_logs(image: ImageUnderTest, vm: Machine, target: SshTarget | None,
                workdir: Path, *, may_stop: bool = True) -> tuple[str, ...]:
     """Copy the serial console log and the guest's cloud-init logs next to the results."""
-    dest = image.results_path.with_name(image.results_path.stem.replace("-results", "") + "-logs")
+    dest = logs_folder(image.results_path)
     dest.mkdir(parents=True, exist_ok=True)
     kept = []
     if vm.serial_log.exists():
