@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import threading
@@ -26,6 +27,8 @@ from sage_image.boottest.checks.compare import (
     compare_source_commits,
 )
 from sage_image.boottest.checks.model import (
+    DEFAULT_CHECKS,
+    VARIABLES,
     CheckDef,
     Expect,
     load_checks,
@@ -425,3 +428,19 @@ def test_the_direct_boot_passes_the_builds_own_kernel_arguments() -> None:
         == ("pci=realloc=off",)
     assert kernel_args("root=LABEL=cloudimg-rootfs ro console=ttyS0,115200") == ()
     assert kernel_args("") == ()
+
+
+def test_serial_autologin_looks_at_the_test_vms_console() -> None:
+    check = load_checks()["serial-autologin"]
+    for console in ("ttyS0", "ttyAMA0"):
+        command = render(check.run, {"console": console})
+        assert f"serial-getty@{console} getty@{console}" in command and "{console}" not in command
+        assert render(check.expect.stdout, {"console": console}) == f"cc logged in on {console}"
+
+
+def test_every_placeholder_a_check_uses_is_filled() -> None:
+    # A {name} the renderer does not know stays literal and the check fails on every image.
+    text = DEFAULT_CHECKS.read_text()
+    used = set(re.findall(r"(?<![${])\{([a-z_]+)\}(?!\})", text[text.index("schema: 1"):]))
+    python_fstring_names = {"k"}  # f"{k}=..." inside an embedded Python program
+    assert used - python_fstring_names <= set(VARIABLES)

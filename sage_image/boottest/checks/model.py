@@ -25,7 +25,7 @@ ASSETS = ("docker-busybox",)
 DEFAULT_TIMEOUT = 120.0
 # Placeholders a command or reason may use; other braces are left alone (shell, Go templates).
 VARIABLES = ("hostname", "uuid", "user", "key_comment", "asset_dir", "source_paths", "out", "exit",
-             "cuda_version")
+             "cuda_version", "console")
 PLACEHOLDER = re.compile(r"\{(" + "|".join(VARIABLES) + r")\}")
 
 
