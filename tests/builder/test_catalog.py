@@ -91,9 +91,9 @@ BROKEN = [
     ("docker-socket,", "docker-sokcet,",
      "variants.sage.checks[1]: unknown check 'docker-sokcet' (did you mean 'docker-socket'?)"),
     ('mirrors: {amd64: "http://deb.debian.org/debian", arm64: "http://deb.debian.org/debian"}\n'
-     '    security_mirror: "http://deb.debian.org/debian-security"\n'
-     '    env: {DIB_DEBIAN_COMPONENTS: "main,contrib,non-free,non-free-firmware"}\n  trixie',
-     'mirrors: {amd64: "ftp://x"}\n  trixie', "releases.bookworm.mirrors: missing required setting 'arm64'"),
+     '    security_mirror',
+     'mirrors: {amd64: "ftp://x"}\n    security_mirror',
+     "releases.bookworm.mirrors: missing required setting 'arm64'"),
     ('bookworm: {version: "11.8", driver: "535"}', 'bookworm: {version: "11.8.89", driver: "535"}',
      "variants.gpu.cuda.releases.bookworm.version: expected MAJOR.MINOR, got '11.8.89'"),
     ('bookworm: {version: "11.8", driver: "535"}', 'bookworm: {version: "11.8", driver: "r535"}',
