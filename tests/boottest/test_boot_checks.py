@@ -60,7 +60,8 @@ CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened"
                   "sage-commands", "source-commits", "cuda-packages", "pywaggle-plugin",
                   "sage-data-client", "virtual-waggle-report", "virtual-waggle-newplugin",
                   "beehive-config", "sage-ecr-config", "cc-account", "serial-autologin", "chrony", "firewall", "ssh-hostkeys", "ssh-audit",
-                  "provenance-values", "cc-snapshot", "cc-snapshot-deps", "docker-firewall", "partition-table"}
+                  "provenance-values", "cc-snapshot", "cc-snapshot-deps", "docker-firewall", "partition-table",
+                  "boot-units"}
 
 
 def test_every_catalog_check_is_defined() -> None:
@@ -186,7 +187,7 @@ def test_an_asset_is_prepared_once_and_fails_each_check_that_uses_it(tmp_path: P
 def test_only_later_stage_checks_wait_for_cloud_init() -> None:
     checks = load_checks()
     waiting = {c.name for c in checks.values() if "cloud-init" in c.after}
-    assert waiting == {"sshd-hardened", "ssh-audit"}
+    assert waiting == {"sshd-hardened", "ssh-audit", "boot-units"}
 
 
 def test_render_fills_known_placeholders_only() -> None:

@@ -29,14 +29,16 @@ BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/builder
 SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "serial-autologin",
                "chrony", "firewall", "sshd-hardened", "ssh-hostkeys", "ssh-audit", "provenance",
                "provenance-values", "packages", "cc-snapshot", "cc-snapshot-deps", "partition-table",
+               "boot-units",
                "docker-group", "docker-socket", "docker-run", "docker-firewall", "docker-compose",
                "sage-commands", "source-commits", "pywaggle-plugin", "sage-data-client",
                "virtual-waggle-report", "virtual-waggle-newplugin", "beehive-config",
                "sage-ecr-config")
 # Checks that need what broken_sage breaks first (cc's sudo, a running Docker for the docker
-# image's set-up): broken_chameleon, with both intact, breaks these instead.
+# image's set-up, a boot where only one unit fails): broken_chameleon, with them intact, breaks
+# these instead.
 SUDO_CHECKS = ("firewall", "ssh-hostkeys", "ssh-audit", "cc-snapshot", "docker-firewall",
-               "partition-table", "docker-compose")
+               "partition-table", "docker-compose", "boot-units")
 SITE_PACKAGES = "/opt/sage/venv/lib/python3.11/site-packages"
 # The wrapper as it was before issue 12: every command ran in the checkout, so newplugin wrote
 # the plugin into /opt/virtual-waggle (group-writable) instead of the user's directory.
@@ -253,6 +255,8 @@ def broken_chameleon(built_sage: Path, tmp_path_factory: pytest.TempPathFactory)
             ("HostKey /etc/ssh/ssh_host_ecdsa_key\n", 0o644),              # ssh-hostkeys, -audit
         "/usr/bin/cc-snapshot": (_read(raw, "/opt/cc-snapshot/cc-snapshot"), 0o755),
         "/usr/bin/docker-compose": None,                                       # docker-compose
+        # boot-units: the stanza diskimage-builder's debian-minimal used to write (no such NIC)
+        "/etc/network/interfaces.d/eth0": ("auto eth0\niface eth0 inet dhcp\n", 0o644),
     })
     # partition-table: the ESP and the BIOS boot partition retyped as plain Linux partitions (the
     # ESP's filesystem stays, so /boot/efi still mounts and the boot is unchanged)
@@ -275,6 +279,7 @@ SUDO_FAILURES = {
     "partition-table": "the boot disk's partition table is not the image's layout: partition 1 "
                        "(ESP) is Linux filesystem, hybrid wants EFI system; partition 2 (BIOS "
                        "boot) is Linux filesystem, hybrid wants BIOS boot",
+    "boot-units": "a systemd unit failed during boot: ",
 }
 
 
@@ -289,6 +294,7 @@ def test_broken_chameleon_image_fails_each_sudo_check(broken_chameleon: Path) ->
     assert wrong == {}, wrong
     assert "must be off; decided: kvm on" in reasons["firewall"]
     assert "ecdsa" in reasons["ssh-audit"]
+    assert "networking.service" in reasons["boot-units"] and "degraded" in reasons["boot-units"]
     assert "raw.githubusercontent.com/ChameleonCloud/cc-snapshot/master" in reasons["cc-snapshot"]
 
 
