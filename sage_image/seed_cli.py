@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         plan = plan_build(catalog, request)
         options = BuildOptions(cache_root=default_cache_root(),
                                allow_stand_ins=args.allow_stand_ins)
-        with Progress(console, plan.name) as progress:
+        with Progress(console, plan.identity.name) as progress:
             manifest = build_image(plan, options, Reporter(phase=progress.set_phase,
                                                            warn=console.warn))
     except KeyboardInterrupt:

@@ -25,7 +25,7 @@ def produce_files(raw: Path, plan: BuildPlan, out_dir: Path) -> dict[str, dict[s
     are written, the qcow2 is proved to hold the raw's disk (`qemu-img compare`) and records
     it as `same_disk_as` the raw's sha512: the boot test boots the raw, bare-metal sites get
     the qcow2, and publish accepts a test of one for the other only with that proof."""
-    raw_target = out_dir / f"{plan.name}.raw" if "raw" in plan.formats else None
+    raw_target = out_dir / f"{plan.identity.name}.raw" if "raw" in plan.formats else None
     if raw_target:
         move_sparse(raw, raw_target)
     source = raw_target or raw
@@ -70,8 +70,8 @@ def _check_sizes_match(described: dict[str, dict[str, Any]]) -> None:
 
 
 def convert_qcow2(source: Path, plan: BuildPlan, out_dir: Path) -> Path:
-    qcow2 = out_dir / f"{plan.name}.qcow2"
-    part = out_dir / f"{plan.name}.qcow2.part"
+    qcow2 = out_dir / f"{plan.identity.name}.qcow2"
+    part = out_dir / f"{plan.identity.name}.qcow2.part"
     # -W/-m: several coroutines, so qemu's compression threads can use every core.
     run(["qemu-img", "convert", "-W", "-m", "4", "-f", "raw", "-O", "qcow2", "-c",
          "-o", f"compression_type={plan.compression}", source, part])

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,9 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
                                 warn=reporter.warn)
     properties = _final_properties(plan, fetched)
     _remove_outputs(plan)
-    (out_dir / LOG).write_text(f"# sage-image {__version__}: {plan.name} "
-                               f"({plan.release}/{plan.variant}/{plan.arch})\n")
+    image = plan.identity
+    (out_dir / LOG).write_text(f"# sage-image {__version__}: {image.name} "
+                               f"({image.release}/{image.variant}/{image.arch})\n")
     with _work_area(options.cache_root, plan) as paths:
         try:
             export_sources(fetched, cache, paths.sources)
@@ -149,7 +150,7 @@ def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> di
 def _remove_outputs(plan: BuildPlan) -> None:
     """Drop a previous or half-written image, manifest and boot files (never the log)."""
     for suffix in (".qcow2", ".raw", ".qcow2.part", ".cdx.json"):
-        (plan.out_dir / f"{plan.name}{suffix}").unlink(missing_ok=True)
+        (plan.out_dir / f"{plan.identity.name}{suffix}").unlink(missing_ok=True)
     manifest_path(plan.out_dir).unlink(missing_ok=True)
     shutil.rmtree(plan.out_dir / "boot", ignore_errors=True)
 
@@ -165,8 +166,7 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
               files: dict[str, Any], installed: dict[str, Any],
               phases: dict[str, float]) -> dict[str, Any]:
     return {
-        "schema": 1, "name": plan.name, "release": plan.release, "variant": plan.variant,
-        "arch": plan.arch, "family": plan.family, "os_version": plan.os_version,
+        "schema": 1, **asdict(plan.identity),
         "qemu_arch": plan.qemu_arch, "elements": list(plan.elements), "sites": list(plan.sites),
         "sources": {s.name: s.as_manifest() for s in fetched},
         "stand_ins": [s.name for s in fetched if s.stand_in],
@@ -203,7 +203,8 @@ def _work_area(cache_root: Path, plan: BuildPlan) -> Iterator[BuildPaths]:
     reap_stale_work(cache_root)
     work_root = cache_root / "work"
     work_root.mkdir(parents=True, exist_ok=True)
-    work = work_root / f"{plan.release}-{plan.variant}-{plan.arch}-{os.getpid()}"
+    image = plan.identity
+    work = work_root / f"{image.release}-{image.variant}-{image.arch}-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir()
     (work / "owner").write_text(str(os.getpid()))

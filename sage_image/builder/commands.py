@@ -101,10 +101,12 @@ def request_from_args(args: argparse.Namespace) -> BuildRequest:
 def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     plan = plan_build(load_catalog(args.catalog), request_from_args(args))
     if console.json_mode:
-        console.json(as_plain(plan))
+        plain = as_plain(plan)
+        console.json(plain.pop("identity") | plain)  # flat, as the manifest names an image
         return 0
-    rows = [("image", plan.name), ("release", f"{plan.release} ({plan.family} {plan.os_version})"),
-            ("arch", plan.arch), ("sites", ", ".join(plan.sites)),
+    image = plan.identity
+    rows = [("image", image.name), ("release", f"{image.release} ({image.family} {image.os_version})"),
+            ("arch", image.arch), ("sites", ", ".join(plan.sites)),
             ("formats", ", ".join(plan.formats) + f" (qcow2 compression {plan.compression})"),
             ("elements", " ".join(plan.elements)), ("mirror", plan.mirror),
             ("output", str(plan.out_dir)), ("checks", ", ".join(plan.checks))]
@@ -116,11 +118,11 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
     if plan.python:
         rows.append(("python", f"{plan.python.venv} from {plan.python.lock} (Python "
                                f"{plan.python.python})" if plan.python.lock else
-                     f"no Python lock for {plan.release} in the catalog: the build refuses"))
+                     f"no Python lock for {plan.identity.release} in the catalog: the build refuses"))
     if plan.cuda:
         rows.append(("cuda", f"CUDA {plan.cuda.version}, NVIDIA driver {plan.cuda.driver}"
                              if plan.cuda.version else
-                     f"no CUDA version for {plan.release} in the catalog: the build refuses"))
+                     f"no CUDA version for {plan.identity.release} in the catalog: the build refuses"))
     rows.append(("kernel cmdline", plan.boot_cmdline))
     rows += [(f"source {s.name}", f"{s.url} @ {s.commit or 'HEAD'} -> {s.path}")
              for s in plan.sources]
@@ -133,7 +135,8 @@ def cmd_build(args: argparse.Namespace, console: Console) -> int:
     plan = plan_build(load_catalog(args.catalog), request_from_args(args))
     options = BuildOptions(cache_root=args.cache or default_cache_root(),
                            allow_stand_ins=args.allow_stand_ins)
-    label = f"{plan.name} ({plan.release}/{plan.variant}/{plan.arch})"
+    image = plan.identity
+    label = f"{image.name} ({image.release}/{image.variant}/{image.arch})"
     with Progress(console, label) as progress:
         reporter = Reporter(phase=progress.set_phase, warn=lambda m: _loud_warning(console, m))
         try:
@@ -170,6 +173,6 @@ def report_build(console: Console, plan: BuildPlan, manifest: dict[str, Any],
     if manifest["stand_ins"]:
         console.warn(f"built with STAND-IN sources: {', '.join(manifest['stand_ins'])}")
     sbom = (manifest.get("sbom") or {}).get("path")
-    console.info(f"built {plan.name} in {format_seconds(elapsed)}; manifest {manifest_path(out)}"
+    console.info(f"built {plan.identity.name} in {format_seconds(elapsed)}; manifest {manifest_path(out)}"
                  + (f", SBOM {out / sbom}" if sbom else "") + f", log {out / LOG}")
     return 0

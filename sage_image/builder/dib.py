@@ -147,7 +147,7 @@ def prepare_layered_cache(plan: BuildPlan, paths: BuildPaths) -> None:
         return
     cache = paths.layered_cache
     cache.mkdir(parents=True, exist_ok=True)
-    tarball = f"debootstrap-{plan.family}-{plan.release}-{plan.dib_arch}.tar.gz"
+    tarball = f"debootstrap-{plan.identity.family}-{plan.identity.release}-{plan.dib_arch}.tar.gz"
     (paths.dib_cache / "apt").mkdir(exist_ok=True)  # the archive must outlive this build
     for entry in paths.dib_cache.iterdir():
         if entry.name != tarball:

@@ -17,6 +17,7 @@ from .. import __version__
 from ..catalog import Catalog, Release, Source, did_you_mean
 from ..catalog.model import PARTITION_ROLES, Layout
 from ..errors import UsageError
+from ..outfolder import ImageIdentity
 
 # Elements sage-image itself adds to every build (see their READMEs in sage_image/elements).
 BUILDER_ELEMENTS = ("build-artifacts",)
@@ -101,12 +102,7 @@ class FirewallRule:
 
 @dataclass(frozen=True)
 class BuildPlan:
-    name: str
-    release: str
-    variant: str
-    arch: str
-    family: str
-    os_version: str
+    identity: ImageIdentity  # what the manifest names: image name, release, variant, arch, OS
     dib_arch: str
     qemu_arch: str
     sites: tuple[str, ...]
@@ -157,8 +153,9 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
     firewall = tuple(FirewallRule(kind=k.name, virt=k.virt, enabled=k.firewall)
                      for k in catalog.site_kinds.values())
     return BuildPlan(
-        name=name, release=release.name, variant=variant, arch=arch, family=release.family,
-        os_version=release.version, dib_arch=catalog.arches[arch].dib_arch,
+        identity=ImageIdentity(name=name, release=release.name, variant=variant, arch=arch,
+                               family=release.family, os_version=release.version),
+        dib_arch=catalog.arches[arch].dib_arch,
         qemu_arch=catalog.arches[arch].qemu_arch, sites=sites, elements=elements,
         env=MappingProxyType(_dib_env(catalog, request, release)
                              | _runtime_env(ntp_servers, ntp_pool, firewall)

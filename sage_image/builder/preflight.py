@@ -50,13 +50,13 @@ def check_free_disk(plan: BuildPlan, *folders: Path) -> None:
         free_gb = shutil.disk_usage(probe).free / 2**30
         if free_gb < plan.min_free_gb:
             raise PreflightError(
-                f"{folder}: {free_gb:.1f} GiB free, the {plan.variant} image needs "
+                f"{folder}: {free_gb:.1f} GiB free, the {plan.identity.variant} image needs "
                 f"{plan.min_free_gb} GiB", hint="free some space or use --out / --cache elsewhere")
 
 
 def check_mirror(plan: BuildPlan) -> None:
     """The distribution mirror must serve this release's Release file."""
-    url = f"{plan.mirror.rstrip('/')}/dists/{plan.release}/Release"
+    url = f"{plan.mirror.rstrip('/')}/dists/{plan.identity.release}/Release"
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=MIRROR_TIMEOUT) as response:
@@ -67,8 +67,8 @@ def check_mirror(plan: BuildPlan) -> None:
         problem = f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError) as exc:
         problem = str(getattr(exc, "reason", exc))
-    raise PreflightError(f"mirror {plan.mirror} does not serve {plan.release} ({problem})",
-                         hint=f"check the network, or set releases.{plan.release}.mirrors in the "
+    raise PreflightError(f"mirror {plan.mirror} does not serve {plan.identity.release} ({problem})",
+                         hint=f"check the network, or set releases.{plan.identity.release}.mirrors in the "
                               "catalog to a reachable mirror")
 
 
@@ -90,22 +90,24 @@ def check_python_lock(plan: BuildPlan) -> None:
     """A variant with Python tools installs them only from a hash-pinned lock for its release."""
     if plan.python is None:
         return
+    variant, release = plan.identity.variant, plan.identity.release
     if plan.python.lock is None:
         raise PreflightError(
-            f"variant {plan.variant} has no Python lock for release {plan.release}",
-            hint=f"add variants.{plan.variant}.python.locks.{plan.release} to the catalog and "
+            f"variant {variant} has no Python lock for release {release}",
+            hint=f"add variants.{variant}.python.locks.{release} to the catalog and "
                  "run scripts/python-lock")
     if not plan.python.lock.is_file():
         raise PreflightError(f"Python lock {plan.python.lock} is missing",
-                             hint=f"run scripts/python-lock --release {plan.release}")
+                             hint=f"run scripts/python-lock --release {release}")
 
 
 def check_cuda(plan: BuildPlan) -> None:
     """A gpu image is built only for a release whose CUDA version the catalog states."""
+    variant, release = plan.identity.variant, plan.identity.release
     if plan.cuda is not None and plan.cuda.version is None:
         raise PreflightError(
-            f"variant {plan.variant} has no CUDA version for release {plan.release} in the "
-            "catalog", hint=f"add variants.{plan.variant}.cuda.releases.{plan.release} "
+            f"variant {variant} has no CUDA version for release {release} in the "
+            "catalog", hint=f"add variants.{variant}.cuda.releases.{release} "
                             "(version, driver) to the catalog, from the release's packages")
 
 
@@ -116,8 +118,8 @@ def check_emulation(plan: BuildPlan, *, binfmt_dir: Path = BINFMT_MISC,
     host = machine or platform.machine()
     if host in MACHINES.get(plan.qemu_arch, (plan.qemu_arch,)):
         return
-    hint = ENABLE_EMULATION.format(arch=plan.arch)
-    what = f"an {plan.arch} build on this {host} machine needs qemu-user emulation"
+    hint = ENABLE_EMULATION.format(arch=plan.identity.arch)
+    what = f"an {plan.identity.arch} build on this {host} machine needs qemu-user emulation"
     if not (binfmt_dir / "register").exists():
         raise PreflightError(f"{what}, but binfmt_misc is not mounted at {binfmt_dir}",
                              hint=hint + f"; as root: mount -t binfmt_misc binfmt_misc {binfmt_dir}")

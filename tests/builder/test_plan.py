@@ -40,7 +40,7 @@ def test_every_catalog_combination_plans(release, variant, arch, site):
     assert len(set(plan.elements)) == len(plan.elements)
     assert plan.env["DIB_RELEASE"] == release
     assert plan.env["DIB_DISTRIBUTION_MIRROR"] == rel.mirrors[arch]
-    assert plan.name == CATALOG.image_name(release=release, variant=variant, arch=arch)
+    assert plan.identity.name == CATALOG.image_name(release=release, variant=variant, arch=arch)
     wanted = {CATALOG.site_kinds[CATALOG.sites[s].kind].disk_format for s in plan.sites}
     assert set(plan.formats) == wanted
     for site_name in plan.sites:
@@ -90,7 +90,7 @@ def test_gpu_build_without_a_cuda_version_is_refused_before_building():
 
 def test_sage_bookworm_plan_in_detail(catalog):
     plan = plan_build(catalog, BuildRequest(release="bookworm", variant="sage"))
-    assert plan.name == "Sage-VirtualWaggle-Debian12"
+    assert plan.identity.name == "Sage-VirtualWaggle-Debian12"
     assert plan.elements == ("debian-minimal", "vm", "block-device-efi", "chameleon-common",
                              "sage", "chi", "kvm", "pinned-sources", "build-artifacts")
     assert plan.formats == ("qcow2", "raw")  # bare metal wants qcow2, KVM@TACC raw
@@ -134,7 +134,7 @@ def test_arm64_uses_uefi_layout_and_ports_mirror(catalog):
     assert "block-device-efi" in plan.elements and plan.dib_arch == "arm64"
     assert plan.layout is not None and plan.layout.firmware == ("uefi",)
     assert plan.mirror == "http://ports.ubuntu.com/ubuntu-ports"
-    assert plan.name.endswith("-ARM64") and "KVM@TACC" not in plan.sites
+    assert plan.identity.name.endswith("-ARM64") and "KVM@TACC" not in plan.sites
 
 
 def test_source_override_replaces_url_and_commit(catalog):

@@ -75,10 +75,10 @@ def test_a_release_without_a_lock_is_refused_before_building() -> None:
 
 def test_ubuntu_2604_plans_but_its_sage_build_is_refused_for_want_of_a_lock() -> None:
     base = plan_build(CATALOG, BuildRequest(release="resolute", variant="base", arch="arm64"))
-    assert base.name == "CC-Ubuntu26.04-ARM64" and base.properties["build-os-version"] == "26.04"
+    assert base.identity.name == "CC-Ubuntu26.04-ARM64" and base.properties["build-os-version"] == "26.04"
     preflight.check_python_lock(base)  # base has no Python tools
     sage = plan_build(CATALOG, BuildRequest(release="resolute", variant="sage"))
-    assert sage.name == "Sage-VirtualWaggle-Ubuntu26.04" and sage.python.lock is None
+    assert sage.identity.name == "Sage-VirtualWaggle-Ubuntu26.04" and sage.python.lock is None
     with pytest.raises(PreflightError, match="no Python lock for release resolute"):
         preflight.check_python_lock(sage)
 
