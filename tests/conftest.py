@@ -95,15 +95,19 @@ class ReleaseRun:
         return json.loads((self.out / "release.json").read_text())
 
 
-def run_release(out: Path, sources: dict[str, tuple[Path, str]], clouds_yaml: Path) -> ReleaseRun:
+def run_release(out: Path, sources: dict[str, tuple[Path, str]], clouds_yaml: Path | None, *,
+                variant: str = "sage") -> ReleaseRun:
+    """The release of one bookworm amd64 variant; published to the local sites when
+    `clouds_yaml` names them."""
     args = [sys.executable, "-m", "sage_image.cli", "release", "--releases", "bookworm",
-            "--variants", "sage", "--arches", "amd64", "--sites", ",".join(SITES), "--publish",
-            "--out", str(out), "--jobs", "1"]
+            "--variants", variant, "--arches", "amd64", "--sites", ",".join(SITES),
+            "--out", str(out), "--jobs", "1"] + (["--publish"] if clouds_yaml else [])
     for name, (repo, commit) in sources.items():
         args += ["--source", f"{name}={repo}@{commit}"]
+    env = os.environ | ({"OS_CLIENT_CONFIG_FILE": str(clouds_yaml)} if clouds_yaml else {})
     started = time.monotonic()
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=os.environ | {"OS_CLIENT_CONFIG_FILE": str(clouds_yaml)})
+                            env=env)
     try:
         _, stderr = proc.communicate(timeout=3600)
     except BaseException:
@@ -118,16 +122,40 @@ def run_release(out: Path, sources: dict[str, tuple[Path, str]], clouds_yaml: Pa
 def sage_release(source_repos, local_sites) -> ReleaseRun:
     if os.geteuid() != 0:
         pytest.skip("building an image needs root")
-    key = _tree_hash(BUILD_INPUTS + [STANDIN_TEMPLATES])
-    out = TEST_CACHE / f"release-{key}"
-    for stale in TEST_CACHE.glob("release-*"):
-        if stale != out:
-            shutil.rmtree(stale, ignore_errors=True)  # keep one, not one per change
+    out = _cached_release_dir("release")
     # A failed job is for the tests to report (test_release_integration names it); only a
     # release that could not even record its jobs stops every test that needs it here.
     run = run_release(out, source_repos, local_sites.clouds_yaml)
     if not (out / "release.json").exists():
         pytest.fail(f"the release did not run:\n{run.stderr[-5000:]}")
+    return run
+
+
+def _cached_release_dir(kind: str) -> Path:
+    """TEST_CACHE/KIND-KEY for the current build inputs; older keys of KIND are removed."""
+    out = TEST_CACHE / f"{kind}-{_tree_hash(BUILD_INPUTS + [STANDIN_TEMPLATES])}"
+    for stale in TEST_CACHE.glob(f"{kind}-*"):
+        if stale != out:
+            shutil.rmtree(stale, ignore_errors=True)  # keep one, not one per change
+    return out
+
+
+@pytest.fixture(scope="session")
+def gpu_release(source_repos, request) -> ReleaseRun:
+    """`sage-image release --variants gpu` (not published): the sage layer (layer only) on the
+    base layer `sage_release` saved, the CUDA image on it and its boot test. Only for the
+    opt-in `gpu` tests (`scripts/test -m gpu`): the CUDA toolkit and the driver's DKMS build
+    make it ~25 minutes more than the whole default suite can spend.
+    SAGE_IMAGE_TEST_GPU_RELEASE=DIR tests an existing `sage-image release --variants gpu`
+    output folder instead (its gpu image boot-tested by the current checks) and builds nothing."""
+    existing = os.environ.get("SAGE_IMAGE_TEST_GPU_RELEASE")
+    if existing:
+        return ReleaseRun(Path(existing), 0, "", 0.0)
+    request.getfixturevalue("sage_release")  # first: the base layer it saves
+    out = _cached_release_dir("gpu")
+    run = run_release(out, source_repos, None, variant="gpu")
+    if not (out / "release.json").exists():
+        pytest.fail(f"the gpu release did not run:\n{run.stderr[-5000:]}")
     return run
 
 

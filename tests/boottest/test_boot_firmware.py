@@ -10,30 +10,18 @@ under TCG a full check run through firmware costs minutes more (docs/benchmarks.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.boottest.image_copies import linked_copy
+
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 FIRMWARE_CHECKS = "cloud-init,ssh-login,partition-table"
-
-
-def linked_copy(built: Path, dest: Path) -> Path:
-    """The build folder with its files hard-linked (the image is only read): the firmware
-    test's results land here, not over the release's own test-results.json."""
-    dest.mkdir(parents=True)
-    for entry in built.iterdir():
-        if entry.is_file() and entry.name not in ("test-results.json", "junit.xml"):
-            os.link(entry, dest / entry.name)
-    (dest / "boot").mkdir()
-    for entry in (built / "boot").iterdir():
-        os.link(entry, dest / "boot" / entry.name)
-    return dest
 
 
 @pytest.mark.parametrize("uefi", [False, True], ids=["seabios", "ovmf"])

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from sage_image.boottest.boot.disk import find_root, inspect_disk
+from tests.boottest.image_copies import copy_for_breaking, edit_root, read_root
 
 pytestmark = pytest.mark.slow
 
@@ -90,60 +88,19 @@ def _image_unchanged(out: Path, manifest: dict) -> bool:
 
 # -- deliberately broken copies -------------------------------------------------------------
 
-def _copy_for_breaking(built: Path, dest: Path) -> tuple[Path, dict]:
-    manifest = json.loads((built / "manifest.json").read_text())
-    dest.mkdir(parents=True)
-    shutil.copytree(built / "boot", dest / "boot", copy_function=os.link)
-    files = manifest["files"]
-    if "raw" in files:
-        raw = files["raw"]["path"]
-        subprocess.run(["cp", "--sparse=always", str(built / raw), str(dest / raw)], check=True)
-    else:  # a bare-metal-only build: make the raw copy debugfs can edit
-        raw = str(Path(files["qcow2"]["path"]).with_suffix(".raw"))
-        subprocess.run(["qemu-img", "convert", "-O", "raw", str(built / files["qcow2"]["path"]),
-                        str(dest / raw)], check=True)
-    # The broken copy has other bytes: the manifest lists only it, without checksums.
-    manifest["files"] = {"raw": {"path": raw, "disk_format": "raw"}}
-    return dest / raw, manifest
-
-
-def _edit(raw: Path, work: Path, files: dict[str, tuple[str, int] | None],
-          mkdirs: tuple[str, ...] = ()) -> None:
-    """Write (content, mode) or delete (None) files in the image's root fs with debugfs -w."""
-    root = find_root(inspect_disk(raw))
-    commands = [f"mkdir {d}" for d in mkdirs]
-    for i, (path, spec) in enumerate(files.items()):
-        commands.append(f"rm {path}")
-        if spec is not None:
-            local = work / f"file{i}"
-            local.write_text(spec[0])
-            local.chmod(spec[1])
-            commands.append(f"write {local} {path}")
-    script = work / "debugfs.cmds"
-    script.write_text("\n".join(commands) + "\n")
-    subprocess.run(["debugfs", "-w", "-f", str(script), f"{raw}?offset={root.offset}"],
-                   check=True, capture_output=True)
-
-
-def _read(raw: Path, path: str) -> str:
-    root = find_root(inspect_disk(raw))
-    return subprocess.run(["debugfs", "-R", f"cat {path}", f"{raw}?offset={root.offset}"],
-                          check=True, capture_output=True, text=True).stdout
-
-
 @pytest.fixture(scope="session")
 def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every check but ssh-login broken, each in its own way."""
     work = tmp_path_factory.mktemp("broken")
-    raw, manifest = _copy_for_breaking(built_sage, work / "out")
+    raw, manifest = copy_for_breaking(built_sage, work / "out")
     cfg = "/etc/cloud/cloud.cfg.d/50-chameleon.cfg"
-    chameleon = re.sub(r"(groups: \[[^\]]*)\bdocker\b,? ?", r"\1", _read(raw, cfg))
+    chameleon = re.sub(r"(groups: \[[^\]]*)\bdocker\b,? ?", r"\1", read_root(raw, cfg))
     assert "docker" not in chameleon and "uid: 1000" in chameleon
     chameleon = chameleon.replace("uid: 1000", "uid: 1001")                   # cc-account
-    provenance = json.loads(_read(raw, "/opt/chameleon/provenance.json"))
+    provenance = json.loads(read_root(raw, "/opt/chameleon/provenance.json"))
     provenance["build-tag"] = "tampered"
     provenance["zz-list"] = "a=1,b=2"                                          # provenance-values
-    _edit(raw, work, {
+    edit_root(raw, work, {
         cfg: (chameleon, 0o644),                                               # docker-group
         "/etc/cloud/cloud.cfg.d/99-broken.cfg":
             ("bootcmd: [\"exit 3\"]\npreserve_hostname: true\n", 0o644),      # cloud-init, hostname
@@ -242,18 +199,18 @@ def broken_chameleon(built_sage: Path, tmp_path_factory: pytest.TempPathFactory)
     its ruleset flushing every table (Docker's too), an ECDSA host key, and cc-snapshot
     installed without its no-self-update wrapper (as the image had it before)."""
     work = tmp_path_factory.mktemp("broken-chameleon")
-    raw, manifest = _copy_for_breaking(built_sage, work / "out")
-    conf = _read(raw, "/etc/chameleon/firewall.conf")
+    raw, manifest = copy_for_breaking(built_sage, work / "out")
+    conf = read_root(raw, "/etc/chameleon/firewall.conf")
     assert "kvm vm off" in conf
-    rules = _read(raw, "/etc/chameleon/firewall.nft")
-    _edit(raw, work, {
+    rules = read_root(raw, "/etc/chameleon/firewall.nft")
+    edit_root(raw, work, {
         "/etc/chameleon/firewall.conf": (conf.replace("kvm vm off", "kvm vm on"), 0o644),
         "/etc/chameleon/firewall.nft": ("flush ruleset\n" + rules, 0o644),   # docker-firewall
         "/etc/cloud/cloud.cfg.d/99-broken.cfg":
             ("ssh_genkeytypes: [ed25519, rsa, ecdsa]\n", 0o644),
         "/etc/ssh/sshd_config.d/00-broken.conf":
             ("HostKey /etc/ssh/ssh_host_ecdsa_key\n", 0o644),              # ssh-hostkeys, -audit
-        "/usr/bin/cc-snapshot": (_read(raw, "/opt/cc-snapshot/cc-snapshot"), 0o755),
+        "/usr/bin/cc-snapshot": (read_root(raw, "/opt/cc-snapshot/cc-snapshot"), 0o755),
         "/usr/bin/docker-compose": None,                                       # docker-compose
         # boot-units: the stanza diskimage-builder's debian-minimal used to write (no such NIC)
         "/etc/network/interfaces.d/eth0": ("auto eth0\niface eth0 inet dhcp\n", 0o644),
@@ -299,8 +256,8 @@ def test_broken_chameleon_image_fails_each_sudo_check(broken_chameleon: Path) ->
 
 
 def test_ssh_login_fails_when_sshd_refuses_cc(built_sage: Path, tmp_path: Path) -> None:
-    raw, manifest = _copy_for_breaking(built_sage, tmp_path / "out")
-    _edit(raw, tmp_path, {"/etc/ssh/sshd_config.d/00-broken.conf": ("DenyUsers cc\n", 0o644)})
+    raw, manifest = copy_for_breaking(built_sage, tmp_path / "out")
+    edit_root(raw, tmp_path, {"/etc/ssh/sshd_config.d/00-broken.conf": ("DenyUsers cc\n", 0o644)})
     (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
     proc = sage_image("test", str(tmp_path / "out"), "--json")
     assert proc.returncode == 1
