@@ -329,7 +329,7 @@ def _dib_env(catalog: Catalog, request: BuildRequest, release: Release) -> dict[
     if catalog.builder.image_size_gb:
         env["DIB_IMAGE_SIZE"] = str(catalog.builder.image_size_gb)
     else:
-        env["DIB_IMAGE_EXTRA_SIZE"] = str(catalog.builder.image_extra_mb)
+        env["DIB_IMAGE_EXTRA_SIZE"] = str(catalog.variant_image_extra_mb(request.variant))
     if request.admin_user:
         env["DIB_CC_ADMIN_USER"] = request.admin_user
         env["DIB_CC_ADMIN_UID"] = str(ADMIN_UID)

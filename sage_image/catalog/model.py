@@ -168,6 +168,7 @@ class Variant:
     arches: tuple[str, ...] | None = None
     cuda: Cuda | None = None
     python: PythonEnv | None = None
+    image_extra_mb: int | None = None  # the builder's default when unset
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,12 @@ class Catalog:
         for v in self.variant_chain(name):
             found = v.python or found
         return found
+
+    def variant_image_extra_mb(self, name: str) -> int:
+        """Space added to the root file system beyond its content: the largest along the chain
+        (a variant that needs more keeps it for everything built on it)."""
+        own = [v.image_extra_mb for v in self.variant_chain(name) if v.image_extra_mb is not None]
+        return max([self.builder.image_extra_mb, *own])
 
     def variant_arches(self, name: str) -> tuple[str, ...]:
         """Arches a variant may be built for: the narrowest restriction along its chain."""
@@ -584,7 +591,8 @@ class _Parser:
                 releases: Mapping[str, Release]) -> Variant:
         w = ("variants", name)
         v = self.mapping(raw, w, required=("description", "elements", "name", "checks"),
-                         optional=("parent", "sources", "min_free_gb", "arches", "cuda", "python"))
+                         optional=("parent", "sources", "min_free_gb", "arches", "cuda", "python",
+                                   "image_extra_mb"))
         template = self.string(v["name"], w + ("name",))
         try:
             template.format(**{f: "x" for f in NAME_FIELDS})
@@ -603,6 +611,8 @@ class _Parser:
                     if "arches" in v else None),
             cuda=self.cuda(v["cuda"], w + ("cuda",), releases) if "cuda" in v else None,
             python=self.python(v["python"], w + ("python",)) if "python" in v else None,
+            image_extra_mb=(self.whole(v["image_extra_mb"], w + ("image_extra_mb",))
+                            if "image_extra_mb" in v else None),
         )
 
     def python(self, raw: Any, w: tuple[Any, ...]) -> PythonEnv:

@@ -70,6 +70,8 @@ BROKEN = [
     ("  compression: zlib\n", "  compression: zlib\n  colour: red\n", "builder.colour: unknown setting 'colour'"),
     ("    path: /opt/sage-ecr", "    path: opt/sage-ecr", "sources.sage-ecr.path: expected an absolute path"),
     ("schema: 1", "schema: 7", "schema: unsupported schema 7"),
+    ("    image_extra_mb: 1536\n", "    image_extra_mb: lots\n",
+     "variants.gpu.image_extra_mb: expected a whole number, got 'lots'"),
     ("    virt: vm\n", "    virt: kvm\n", "site_kinds.kvm.virt: unknown virt 'kvm'"),
     ("    firewall: true\n", "    firewall: yes please\n",
      "site_kinds.baremetal.firewall: expected true or false"),

@@ -76,6 +76,14 @@ def test_gpu_plan_has_the_releases_own_cuda(release, cuda, driver):
     assert plan.boot_cmdline.split()[-1] == "pci=realloc=off"
 
 
+def test_the_cuda_image_gets_room_for_its_file_systems_overhead():
+    """~8 GiB of CUDA content: 512 MiB could not even hold its inode tables (a real gpu build
+    failed with "No space left on device" copying the root in)."""
+    extra = {v: plan_build(CATALOG, BuildRequest(release="bookworm", variant=v))
+             .env["DIB_IMAGE_EXTRA_SIZE"] for v in ("base", "sage", "gpu")}
+    assert extra == {"base": "512", "sage": "512", "gpu": "1536"}
+
+
 def test_gpu_build_without_a_cuda_version_is_refused_before_building():
     from sage_image.builder import preflight
     from sage_image.errors import PreflightError
