@@ -87,6 +87,13 @@ def release(out: Path, env: dict[str, str], cache: Path) -> tuple[float, dict]:
     return seconds, {job: record["seconds"] for job, record in jobs.items()}
 
 
+def boot_test_numbers(out: Path) -> dict:
+    """The release's boot test of the sage image: boot to SSH and the checks' wall time."""
+    results = json.loads((out / "release" / "bookworm-sage-amd64" / "test-results.json").read_text())
+    return {"boot": results["boot_seconds"], "checks": results["checks_seconds"],
+            "passed": sum(c["passed"] for c in results["checks"]), "of": len(results["checks"])}
+
+
 def build_numbers(out: Path, env: dict[str, str], cache: Path) -> dict:
     """Per-phase times and sizes of the builds this run made, plus one full base build (warm)
     and the sage image as zstd qcow2 - the numbers of docs/benchmarks.md "Build"."""
@@ -133,17 +140,16 @@ def main() -> int:
         keep(seed=seed)
         cache = out / "release-cache"
         cold, cold_jobs = release(out, env, cache)
-        keep(cold=cold, cold_jobs=cold_jobs)
+        keep(cold=cold, cold_jobs=cold_jobs, cold_test=boot_test_numbers(out))
         shutil.rmtree(out / "release" / "bookworm-sage-amd64")  # the sage image changed ...
         warm, warm_jobs = release(out, env, cache)  # ... the base layer did not
-        keep(warm=warm, warm_jobs=warm_jobs)
+        keep(warm=warm, warm_jobs=warm_jobs, warm_test=boot_test_numbers(out))
         builds = build_numbers(out, env, cache)
     finally:
         subprocess.run([*SAGE_IMAGE, "localcloud", "down", "--dir", str(out / "sites")],
                        cwd=ROOT, stdout=subprocess.DEVNULL)
     seed_total = round(sum(seed.values()), 1)
-    results = {"seed": seed, "seed_total": seed_total, "cold": cold, "cold_jobs": cold_jobs,
-               "warm": warm, "warm_jobs": warm_jobs, "builds": builds}
+    results = partial | {"seed_total": seed_total, "builds": builds}
     (out / "results.json").write_text(json.dumps(results, indent=2))
     print(markdown(results))
     return 0
@@ -165,6 +171,9 @@ def markdown(r: dict) -> str:
     lines += [f"| seed {k} | {v} |" for k, v in r["seed"].items()]
     lines += [f"| cold {k} | {v} |" for k, v in r["cold_jobs"].items()]
     lines += [f"| warm {k} | {v} |" for k, v in r["warm_jobs"].items()]
+    lines += ["", "| release | boot to SSH (s) | checks, wall (s) | passed |", "|---|---:|---:|---|"]
+    lines += [f"| {run} | {t['boot']} | {t['checks']} | {t['passed']} of {t['of']} |"
+              for run, t in (("cold", r["cold_test"]), ("warm", r["warm_test"]))]
     return "\n".join(lines) + "\n\n" + build_markdown(r["builds"])
 
 
