@@ -4,8 +4,8 @@ The gpu release (tests/conftest.py `gpu_release`) builds the sage layer on the b
 session's sage release saved, the gpu image on it (Debian's nvidia-driver with its DKMS module
 for the image's kernel, nvidia-cuda-toolkit), and boot-tests it with every check in a VM that
 has no NVIDIA GPU - as a Chameleon user's image must survive on a node without one. A copy then
-has the driver module, nvidia-smi, the toolkit version and the CUDA kernel argument broken, and
-each gpu check must fail with its reason. Opt-in: the build alone is longer than the 60 minutes
+has the driver module, nvidia-smi, the toolkit version and the CUDA kernel argument broken and
+Debian's boot-time nvidia-drm load back, and each of those checks must fail with its reason. Opt-in: the build alone is longer than the 60 minutes
 the default suite may take in all (docs/benchmarks.md, "The gpu (CUDA) image").
 """
 
@@ -94,6 +94,7 @@ GPU_FAILURES = {
     "nvidia-smi": "nvidia-smi is not installed: no nvidia-smi on PATH",
     "cmdline-pci-realloc": "the kernel command line lacks pci=realloc=off (Chameleon's CUDA "
                            "images need it): ",
+    "boot-units": "a systemd unit failed during boot: systemd-modules-load.service",
 }
 
 
@@ -104,7 +105,9 @@ def test_broken_gpu_copy_fails_each_gpu_check(gpu_build: Path, tmp_path: Path) -
     modules = [n for n in list_root(raw, dkms) if n.startswith("nvidia")]
     assert any(n.startswith("nvidia-current.ko") for n in modules), modules
     edit_root(raw, tmp_path, {f"{dkms}/{name}": None for name in modules}        # nvidia-module
-              | {"/usr/bin/nvidia-smi": None})                                   # nvidia-smi
+              | {"/usr/bin/nvidia-smi": None,                                    # nvidia-smi
+                 # boot-units: Debian's forced nvidia-drm load at boot, which the build removes
+                 "/etc/modules-load.d/nvidia.conf": ("nvidia-drm\n", 0o644)})
     manifest["properties"]["build-cuda-version"] = "12.4"  # cuda-nvcc: the wrong toolkit
     manifest["boot"]["cmdline"] = " ".join(a for a in manifest["boot"]["cmdline"].split()
                                            if a != CUDA_ARG)                     # cmdline
