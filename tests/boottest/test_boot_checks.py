@@ -254,19 +254,29 @@ def test_gpu_check_expectations_pass_good_and_fail_broken_outputs() -> None:
     ({"6.1.0-28-amd64": "nvidia-current"}, True),   # Debian's DKMS module name
     ({"6.1.0-28-amd64": "nvidia"}, True),           # NVIDIA's repository
     ({"6.1.0-27-amd64": "nvidia-current"}, False),  # built for another kernel only
+    ({"6.1.0-28-amd64": "nvidia-current:gone"}, False),  # in modules.dep, the .ko deleted
+    ({"6.1.0-28-amd64": "nvidia-current:6.1.0-27-amd64"}, False),  # the .ko of another kernel
     ({}, False),                                    # no module at all
 ])
 def test_nvidia_module_command_wants_the_running_kernels_module(
         tmp_path: Path, modules: dict[str, str], ok: bool) -> None:
-    """The check's own shell command, run here with a stand-in uname and modinfo."""
+    """The check's own shell command, run here with a stand-in uname and modinfo. Like the real
+    modinfo, `-F filename` answers from modules.dep (KERNEL:NAME entries) and `-F vermagic`
+    reads the .ko: it fails when the file is gone, and gives the kernel the file was built for
+    (KERNEL:NAME:BUILT-FOR, or KERNEL:NAME:gone)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "uname").write_text("#!/bin/sh\necho 6.1.0-28-amd64\n")
     table = " ".join(f"{k}:{m}" for k, m in modules.items())
     (bin_dir / "modinfo").write_text(
-        "#!/bin/sh\n# modinfo -k KERNEL -F filename NAME\n"
-        f"for e in {table}; do [ \"${{e%%:*}}\" = \"$2\" ] && [ \"${{e#*:}}\" = \"$5\" ] && "
-        "{ echo \"/lib/modules/$2/updates/dkms/$5.ko.xz\"; exit 0; }; done\n"
+        "#!/bin/sh\n# modinfo -k KERNEL -F filename|vermagic NAME\n"
+        f"for e in {table}; do k=${{e%%:*}}; r=${{e#*:}}; m=${{r%%:*}}; b=${{r#*:}}; "
+        "[ \"$b\" = \"$r\" ] && b=$k; [ \"$k\" = \"$2\" ] && [ \"$m\" = \"$5\" ] || continue; "
+        "f=/lib/modules/$2/updates/dkms/$5.ko.xz; "
+        "case $4 in filename) echo \"$f\";; "
+        "vermagic) [ \"$b\" = gone ] && { echo \"modinfo: ERROR: could not get modinfo from "
+        "'$5': No such file or directory\" >&2; exit 1; }; "
+        "echo \"$b SMP preempt mod_unload modversions\";; esac; exit 0; done\n"
         "echo \"modinfo: ERROR: Module $5 not found.\" >&2; exit 1\n")
     for tool in ("uname", "modinfo"):
         (bin_dir / tool).chmod(0o755)
