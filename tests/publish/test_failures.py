@@ -37,9 +37,12 @@ def assert_intact(cloud: str, name: str, old: SiteImage) -> None:
 
 
 def start_publish(out: Path, *args: str) -> subprocess.Popen[str]:
+    # SIGINT as a terminal delivers it, also when the suite was started in the background
+    # (a non-interactive shell's `cmd &` leaves SIGINT ignored, and Python keeps it so)
     return subprocess.Popen([sys.executable, "-m", "sage_image.cli", "publish", str(out), *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=dict(os.environ))
+                            env=dict(os.environ),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_uploading(cloud: str, name: str, proc: subprocess.Popen[str]) -> SiteImage:

@@ -77,9 +77,15 @@ def test_interrupt_terminates_running_jobs_and_lets_them_clean_up(tmp_path):
     script = f"trap 'touch {cleaned}; exit 143' TERM; sleep 30 & wait"
     scheduler = Scheduler([Job("long", sh(script)), Job("after", sh("true"), needs=("long",))],
                           max_heavy=1, log_dir=tmp_path / "logs")
-    threading.Timer(0.8, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
-    with pytest.raises(KeyboardInterrupt):
-        scheduler.run()
+    # Ctrl-C's KeyboardInterrupt, also when the suite was started in the background (a
+    # non-interactive shell's `cmd &` leaves SIGINT ignored, and Python keeps it so)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        threading.Timer(0.8, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+        with pytest.raises(KeyboardInterrupt):
+            scheduler.run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert cleaned.exists()
     assert scheduler.states["long"].status == "failed" and scheduler.states["long"].reason == "interrupted"
     assert scheduler.states["after"].status == "skipped"
