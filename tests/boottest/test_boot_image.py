@@ -266,3 +266,6 @@ def test_ssh_login_fails_when_sshd_refuses_cc(built_sage: Path, tmp_path: Path) 
     assert login["reason"].startswith("cc did not log in with the key from the metadata: "
                                       "cloud-init finished but sshd refuses the metadata key")
     assert {Path(p).name for p in report["logs"]} >= {"serial.log", "cloud-init.log"}
+    # Read from the stopped VM's disk, after the guest was asked to write its page cache.
+    serial = next(Path(p) for p in report["logs"] if Path(p).name == "serial.log")
+    assert "sysrq: Emergency Sync" in serial.read_text(errors="replace")

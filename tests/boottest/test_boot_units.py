@@ -16,7 +16,7 @@ from sage_image.boottest.boot.configdrive import (
     write_drive,
 )
 from sage_image.boottest.boot.kvm import choose_accel, probe_kvm
-from sage_image.boottest.boot.qemu import VmSpec, free_port, qemu_argv
+from sage_image.boottest.boot.qemu import Machine, VmSpec, free_port, qemu_argv
 from sage_image.boottest.boot.ssh import SshTarget, generate_key
 from sage_image.boottest.checks import runner as check_runner
 from sage_image.errors import BootTestError, UsageError
@@ -210,3 +210,53 @@ def test_ssh_audit_that_never_reaches_sshd_fails(tmp_path: Path, monkeypatch) ->
     problem, _ = check_runner.probe_ssh_audit(SshTarget(22, tmp_path / "k"),
                                               timeout=30)
     assert problem.startswith("ssh-audit did not reach sshd: [exception] did not receive banner")
+
+
+def _journal_only_write(fs: Path, path: str, data: bytes) -> None:
+    """Commit a new first block of `path` to the journal only, as a VM stopped mid-flight does."""
+    block = subprocess.run(["debugfs", "-R", f"bmap {path} 0", str(fs)], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    new = fs.with_suffix(".block")
+    new.write_bytes(data)
+    subprocess.run(["debugfs", "-w", "-f", "-", str(fs)], check=True, capture_output=True,
+                   input=f"jo\njw -b {block} {new}\njc\n", text=True)
+
+
+def test_overlay_logs_need_the_journal_replayed(tmp_path: Path) -> None:
+    fs = make_ext4(tmp_path / "root.ext4", {"var/log/cloud-init.log": b"a" * 1024})
+    _journal_only_write(fs, "/var/log/cloud-init.log", b"b" * 1024)  # 1 KiB blocks
+    info = disk.inspect_disk(make_mbr_disk(tmp_path / "disk.raw", fs))
+    root = disk.find_root(info)
+    copy, before, after = tmp_path / "root.raw", tmp_path / "before.log", tmp_path / "after.log"
+    disk.copy_partition(info, root, copy)
+    assert copy.read_bytes() == fs.read_bytes()
+    at_start = disk.Partition(root.index, 0, root.size, root.label)
+    disk.dump_file(copy, at_start, "/var/log/cloud-init.log", before)
+    disk.replay_journal(copy)
+    disk.dump_file(copy, at_start, "/var/log/cloud-init.log", after)
+    assert before.read_bytes() == b"a" * 1024  # debugfs alone sees the stale block
+    assert after.read_bytes() == b"b" * 1024
+    with pytest.raises(BootTestError, match="cannot replay the journal"):
+        disk.replay_journal(before)
+
+
+def test_qemu_argv_qmp_socket_is_abstract(tmp_path: Path) -> None:
+    argv = qemu_argv(_spec(tmp_path), overlay=tmp_path / "o", serial_log=tmp_path / "s", port=1,
+                     qmp="sage-image-qmp-x")
+    assert argv[argv.index("-qmp") + 1] == "unix:sage-image-qmp-x,server=on,wait=off,abstract=on"
+    assert "-qmp" not in qemu_argv(_spec(tmp_path), overlay=tmp_path / "o",
+                                   serial_log=tmp_path / "s", port=1)
+
+
+def test_qmp_reaches_a_real_qemu(tmp_path: Path) -> None:
+    # A VM with a blank disk: SeaBIOS finds nothing to boot, QEMU's machine protocol still answers.
+    blank = tmp_path / "blank.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "64M"], check=True)
+    (tmp_path / "seed.iso").write_bytes(bytes(512))
+    (tmp_path / "vm").mkdir()
+    with Machine(_spec(tmp_path, disk=blank), tmp_path / "vm") as vm:
+        assert vm.qmp("query-status")["status"] in ("running", "prelaunch")  # type: ignore[index]
+        with pytest.raises(ValueError, match="QMP error"):
+            vm.qmp("no-such-command")
+        assert vm.qmp("send-key", {"keys": [{"type": "qcode", "data": "s"}]}) == {}
+    assert not vm.alive()

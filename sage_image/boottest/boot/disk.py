@@ -175,6 +175,28 @@ def dump_file(raw: Path, root: Partition, path: str, dest: Path) -> None:
     _debugfs(f"{raw}?offset={root.offset}", f"dump {path} {dest}")
 
 
+def copy_partition(disk: DiskInfo, part: Partition, dest: Path) -> None:
+    """Write one partition of a disk image (any format QEMU reads) to a sparse raw file."""
+    opts = (f"driver=raw,offset={part.offset},size={part.size},"
+            f"file.driver={disk.format},file.file.filename={disk.path}")
+    run(["qemu-img", "convert", "-O", "raw", "--image-opts", opts, dest], timeout=300)
+
+
+def replay_journal(fs: Path) -> None:
+    """Apply an ext4 file system's journal to it (a scratch copy of a VM's root, stopped).
+
+    debugfs reads without replaying it, and a guest stopped mid-flight has its latest changes
+    (a log written in the last minute) committed to the journal but not yet to their place.
+    A bare file system, not a disk: e2fsck loses `?offset=` when it re-opens after replaying.
+    """
+    # Exit 1: errors corrected; 0: replayed or nothing to do; above that: not ext4, or worse.
+    proc = run(["e2fsck", "-y", "-E", "journal_only", fs], timeout=120, check=False)
+    if proc.returncode > 1:
+        lines = (proc.stderr + proc.stdout).strip().splitlines()
+        raise BootTestError(f"e2fsck cannot replay the journal of {fs}: "
+                            f"{lines[-1] if lines else f'exit {proc.returncode}'}")
+
+
 def _debugfs(fs: str, request: str) -> str:
     # debugfs opens read-only without -w; -R runs one request and exits.
     proc = run(["debugfs", "-R", request, fs], timeout=120, check=False)

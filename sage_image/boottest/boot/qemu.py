@@ -10,13 +10,16 @@ without a chance to clean up (PR_SET_PDEATHSIG), so no VM outlives its test.
 from __future__ import annotations
 
 import ctypes
+import json
 import shlex
 import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from ...errors import BootTestError
 from ...runner import run, terminate_group
@@ -30,6 +33,8 @@ UEFI_FIRMWARE = {
 }
 PORT_RETRIES = 3
 STARTUP_GRACE = 1.0    # QEMU reports a taken port or a bad option within this time
+SYNC_WAIT = 10.0       # how long the guest gets to start an emergency sync, then to finish it
+SYNC_SETTLE = 3.0
 
 
 @dataclass(frozen=True)
@@ -59,12 +64,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def qemu_argv(spec: VmSpec, *, overlay: Path, serial_log: Path, port: int) -> list[str]:
-    """The QEMU command line for one test VM (pure: easy to test and to print with --debug)."""
+def qemu_argv(spec: VmSpec, *, overlay: Path, serial_log: Path, port: int,
+              qmp: str | None = None) -> list[str]:
+    """The QEMU command line for one test VM (pure: easy to test and to print with --debug).
+
+    ``qmp`` names an abstract Unix socket for QEMU's machine protocol (abstract: a test's work
+    directory can be longer than a socket path may be, and nothing is left on disk).
+    """
     argv = [QEMU_BINARY[spec.qemu_arch], "-name", "sage-image-test", "-nodefaults",
             "-no-user-config", "-display", "none", "-monitor", "none", "-no-reboot",
             "-m", str(spec.memory_mb), "-smp", str(spec.cpus),
             "-serial", f"file:{serial_log}"]
+    if qmp:
+        argv += ["-qmp", f"unix:{qmp},server=on,wait=off,abstract=on"]
     argv += _machine_args(spec)
     argv += ["-drive", f"if=none,id=root,file={overlay},format=qcow2,cache=unsafe",
              "-device", "virtio-blk-pci,drive=root,bootindex=1",
@@ -115,6 +127,7 @@ class Machine:
         self.serial_log = workdir / "serial.log"
         self.qemu_log = workdir / "qemu.log"
         self.port = 0
+        self.qmp_name = f"sage-image-qmp-{uuid.uuid4().hex}"
         self.argv: list[str] = []
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -139,7 +152,7 @@ class Machine:
         for _attempt in range(PORT_RETRIES):
             self.port = free_port()
             self.argv = qemu_argv(self.spec, overlay=self.overlay, serial_log=self.serial_log,
-                                  port=self.port)
+                                  port=self.port, qmp=self.qmp_name)
             with self.qemu_log.open("wb") as log:
                 # Not runner.py: a long-lived VM whose lifetime Machine manages (terminate_group).
                 self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=log,
@@ -180,6 +193,44 @@ class Machine:
         except OSError:
             return ""
 
+    def sync_guest(self) -> bool:
+        """Ask the guest's kernel to write what it has not yet written (SysRq-S), without SSH.
+
+        Before the overlay is read with the VM gone: a log written in the last half-minute is
+        still in the guest's page cache otherwise. Only a PC has the PS/2 keyboard SysRq arrives
+        on; Debian's default kernel.sysrq (438) allows sync. True when the guest saw the request.
+        """
+        if self.spec.qemu_arch != "x86_64" or not self.alive():
+            return False
+        keys = [{"type": "qcode", "data": key} for key in ("alt", "sysrq", "s")]
+        try:
+            self.qmp("send-key", {"keys": keys})
+        except (OSError, ValueError):
+            return False
+        deadline = time.monotonic() + SYNC_WAIT
+        while time.monotonic() < deadline:
+            if "Emergency Sync" in self.serial_text():
+                time.sleep(SYNC_SETTLE)  # its "complete" line is below the console's log level
+                return True
+            time.sleep(0.2)
+        return False
+
+    def qmp(self, command: str, arguments: dict[str, object] | None = None) -> object:
+        """Run one QMP command; OSError or ValueError when QEMU does not answer as QMP does."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5.0)
+            sock.connect("\0" + self.qmp_name)
+            stream = sock.makefile("rw", encoding="utf-8")
+            _qmp_reply(stream)  # the greeting
+            for name, args in (("qmp_capabilities", None), (command, arguments)):
+                request: dict[str, object] = {"execute": name}
+                if args:
+                    request["arguments"] = args
+                stream.write(json.dumps(request) + "\n")
+                stream.flush()
+                reply = _qmp_reply(stream)
+            return reply.get("return")
+
     def stop(self) -> None:
         """Kill QEMU and delete the overlay; safe to call twice."""
         self.kill()
@@ -189,6 +240,19 @@ class Machine:
         """Kill QEMU (its whole process group) but keep the overlay, e.g. to read logs from it."""
         if self.proc is not None and self.proc.poll() is None:
             terminate_group(self.proc, grace=5.0)  # type: ignore[arg-type]
+
+
+def _qmp_reply(stream: TextIO) -> dict[str, object]:
+    """The next reply on a QMP stream, skipping the asynchronous events in between."""
+    while True:
+        line = stream.readline()
+        if not line:
+            raise ValueError("QMP connection closed")
+        message = json.loads(line)
+        if "error" in message:
+            raise ValueError(f"QMP error: {message['error'].get('desc', message['error'])}")
+        if "event" not in message:
+            return message
 
 
 def _die_with_parent() -> None:
