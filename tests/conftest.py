@@ -96,11 +96,11 @@ class ReleaseRun:
 
 
 def run_release(out: Path, sources: dict[str, tuple[Path, str]], clouds_yaml: Path | None, *,
-                variant: str = "sage") -> ReleaseRun:
-    """The release of one bookworm amd64 variant; published to the local sites when
-    `clouds_yaml` names them."""
+                variant: str = "sage", arch: str = "amd64") -> ReleaseRun:
+    """The release of bookworm variants (comma-separated) for one arch; published to the local
+    sites when `clouds_yaml` names them."""
     args = [sys.executable, "-m", "sage_image.cli", "release", "--releases", "bookworm",
-            "--variants", variant, "--arches", "amd64", "--sites", ",".join(SITES),
+            "--variants", variant, "--arches", arch, "--sites", ",".join(SITES),
             "--out", str(out), "--jobs", "1"] + (["--publish"] if clouds_yaml else [])
     for name, (repo, commit) in sources.items():
         args += ["--source", f"{name}={repo}@{commit}"]
@@ -152,10 +152,30 @@ def gpu_release(source_repos, request) -> ReleaseRun:
     if existing:
         return ReleaseRun(Path(existing), 0, "", 0.0)
     request.getfixturevalue("sage_release")  # first: the base layer it saves
-    out = _cached_release_dir("gpu")
-    run = run_release(out, source_repos, None, variant="gpu")
+    return _opt_in_release("gpu", source_repos, variant="gpu")
+
+
+@pytest.fixture(scope="session")
+def arm64_release(source_repos) -> ReleaseRun:
+    """`sage-image release --variants base,sage --arches arm64` (not published), every package
+    script under qemu-user: the arm64 base, the sage image on its layer, both boot-tested
+    under `qemu-system-aarch64 -M virt` (TCG). Only for the opt-in `emulated` tests
+    (`scripts/test -m emulated`): the two emulated builds take well over an hour here.
+    SAGE_IMAGE_TEST_ARM64_RELEASE=DIR uses an existing release output folder that has them."""
+    existing = os.environ.get("SAGE_IMAGE_TEST_ARM64_RELEASE")
+    if existing:
+        return ReleaseRun(Path(existing), 0, "", 0.0)
+    return _opt_in_release("arm64", source_repos, variant="base,sage", arch="arm64")
+
+
+def _opt_in_release(kind: str, source_repos: dict[str, tuple[Path, str]], **what: str
+                    ) -> ReleaseRun:
+    if os.geteuid() != 0:
+        pytest.skip("building an image needs root")
+    out = _cached_release_dir(kind)
+    run = run_release(out, source_repos, None, **what)
     if not (out / "release.json").exists():
-        pytest.fail(f"the gpu release did not run:\n{run.stderr[-5000:]}")
+        pytest.fail(f"the {kind} release did not run:\n{run.stderr[-5000:]}")
     return run
 
 
