@@ -94,6 +94,17 @@ class ReleaseRun:
     def record(self) -> dict:
         return json.loads((self.out / "release.json").read_text())
 
+    def build_folder(self, image: str) -> Path:
+        """IMAGE's output folder; the test fails with the build's log when it was not built."""
+        build = self.record["jobs"].get(f"build:{image}")
+        if build is None:
+            pytest.fail(f"{self.out}: the release did not build {image}")
+        if build["status"] not in ("ok", "cached"):
+            log = self.out / "logs" / f"build_{image}.log"
+            pytest.fail(f"the {image} build failed: {build['reason']}\n"
+                        f"{log.read_text()[-3000:] if log.exists() else ''}")
+        return self.out / image
+
 
 def run_release(out: Path, sources: dict[str, tuple[Path, str]], clouds_yaml: Path | None, *,
                 variant: str = "sage", arch: str = "amd64") -> ReleaseRun:
@@ -182,12 +193,7 @@ def _opt_in_release(kind: str, source_repos: dict[str, tuple[Path, str]], **what
 @pytest.fixture(scope="session")
 def sage_build(sage_release) -> Path:
     """Output folder of the real, layered, boot-tested and published bookworm sage build."""
-    build = sage_release.record["jobs"]["build:bookworm-sage-amd64"]
-    if build["status"] not in ("ok", "cached"):
-        log = sage_release.out / "logs" / "build_bookworm-sage-amd64.log"
-        pytest.fail(f"the sage build failed: {build['reason']}\n"
-                    f"{log.read_text()[-3000:] if log.exists() else ''}")
-    return sage_release.out / "bookworm-sage-amd64"
+    return sage_release.build_folder("bookworm-sage-amd64")
 
 
 @pytest.fixture(scope="session")

@@ -34,17 +34,6 @@ def sage_image(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=3600, cwd=REPO)
 
 
-def _build(release, image: str) -> Path:
-    build = release.record["jobs"].get(f"build:{image}")
-    if build is None:
-        pytest.fail(f"{release.out}: the release did not build {image}")
-    if build["status"] not in ("ok", "cached"):
-        log = release.out / "logs" / f"build_{image}.log"
-        pytest.fail(f"the {image} build failed: {build['reason']}\n"
-                    f"{log.read_text()[-3000:] if log.exists() else ''}")
-    return release.out / image
-
-
 def _manifest(build: Path) -> dict:
     return json.loads((build / "manifest.json").read_text())
 
@@ -52,7 +41,7 @@ def _manifest(build: Path) -> dict:
 @pytest.mark.parametrize("variant", list(IMAGES))
 def test_arm64_image_passes_every_check(arm64_release, variant: str) -> None:
     image = IMAGES[variant]
-    build = _build(arm64_release, image)
+    build = arm64_release.build_folder(image)
     test = arm64_release.record["jobs"][f"test:{image}"]
     assert test["status"] in ("ok", "cached"), test["reason"]
     results = json.loads((build / "test-results.json").read_text())
@@ -65,14 +54,14 @@ def test_arm64_image_passes_every_check(arm64_release, variant: str) -> None:
 
 
 def test_arm64_sage_is_built_on_the_arm64_base_layer(arm64_release) -> None:
-    base = _manifest(_build(arm64_release, IMAGES["base"]))
-    sage = _manifest(_build(arm64_release, IMAGES["sage"]))
+    base = _manifest(arm64_release.build_folder(IMAGES["base"]))
+    sage = _manifest(arm64_release.build_folder(IMAGES["sage"]))
     assert base["layer"]["saved"] and sage["layer"]["from"] == base["layer"]["saved"]
 
 
 @pytest.mark.parametrize("variant", list(IMAGES))
 def test_arm64_image_is_arm64_through_and_through(arm64_release, variant: str) -> None:
-    manifest = _manifest(_build(arm64_release, IMAGES[variant]))
+    manifest = _manifest(arm64_release.build_folder(IMAGES[variant]))
     assert set(manifest["package_arch"].values()) == {"arm64", "all"}
     assert manifest["boot"]["kernel_version"].endswith("-arm64")
     # UEFI only (Chameleon's arm64 nodes): GRUB for arm64 EFI, no BIOS GRUB
@@ -82,7 +71,7 @@ def test_arm64_image_is_arm64_through_and_through(arm64_release, variant: str) -
 
 def test_arm64_base_boots_through_aavmf_and_grub(arm64_release, tmp_path: Path) -> None:
     """The complete boot: AAVMF firmware, the image's own GRUB from its ESP, then its kernel."""
-    out = linked_copy(_build(arm64_release, IMAGES["base"]), tmp_path / "out")
+    out = linked_copy(arm64_release.build_folder(IMAGES["base"]), tmp_path / "out")
     proc = sage_image("test", str(out), "--firmware", "--json", "--accel", "tcg",
                       "--checks", "cloud-init,ssh-login,serial-autologin,partition-table")
     report = json.loads(proc.stdout)

@@ -36,12 +36,7 @@ def sage_image(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def gpu_build(gpu_release) -> Path:
-    build = gpu_release.record["jobs"][f"build:{IMAGE}"]
-    if build["status"] not in ("ok", "cached"):
-        log = gpu_release.out / "logs" / f"build_{IMAGE}.log"
-        pytest.fail(f"the gpu build failed: {build['reason']}\n"
-                    f"{log.read_text()[-3000:] if log.exists() else ''}")
-    return gpu_release.out / IMAGE
+    return gpu_release.build_folder(IMAGE)
 
 
 def _raw(build: Path) -> Path:
