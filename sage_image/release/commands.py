@@ -20,7 +20,7 @@ from ..console import Console, format_seconds
 from ..errors import UsageError
 from . import ci_commands
 from .plan import ReleasePlan, SourceInputs, plan_release
-from .run import ReleaseOptions, default_jobs, release_jobs, run_release
+from .run import ReleaseOptions, default_jobs, fetch_release_sources, release_jobs, run_release
 from .scheduler import JobState, Scheduler
 from .selection import add_selection_flags
 
@@ -132,6 +132,7 @@ def cmd_release(args: argparse.Namespace, console: Console) -> int:
                              pip_index_url=args.pip_index_url)
     if args.dry_run:
         return show_plan(console, plan, options)
+    fetch_release_sources(catalog, plan, options, warn=console.warn)
     started = time.monotonic()
     states = run_release(plan, options, on_change=_live(console, started),
                          on_tick=_heartbeat(console, started))

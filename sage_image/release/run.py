@@ -16,10 +16,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..catalog.model import as_plain
+from ..builder.plan import BuildRequest, parse_source_override, plan_build
+from ..builder.sources import SourceCache, fetch_sources
+from ..catalog.model import Catalog, as_plain
 from ..console import PROGRESS_LINES_ENV
 from ..errors import UsageError
-from ..folders import make_folder
+from ..folders import check_folder, make_folder
 from ..outfolder import manifest_path
 from ..publish.output import load_output
 from .plan import ImageJob, ReleasePlan
@@ -147,6 +149,30 @@ def _test_cached(out: Path) -> str | None:
     except UsageError:  # no build yet, or a manifest we cannot read: test again
         return None
     return "passed on these exact bytes" if passed else None
+
+
+def fetch_release_sources(catalog: Catalog, plan: ReleasePlan, options: ReleaseOptions, *,
+                          warn: Any) -> None:
+    """Fetch, once and before any job starts, every source the builds that will run use.
+
+    An unreachable upstream is then one error with its override (SourceError: exit 2, nothing
+    started), not the same failure in every build job; the builds find them in the cache.
+    """
+    check_folder(options.out_dir, option="--out")  # bad input before the network
+    check_folder(options.cache_root, option="--cache")
+    jobs = {job.id: job for job in release_jobs(plan, options)}
+    planned = {}
+    for image in plan.images:
+        if jobs[image.build_id].cached:
+            continue
+        overrides = tuple(parse_source_override(text) for text in options.sources
+                          if text.partition("=")[0] in image.sources)
+        request = BuildRequest(release=image.release, variant=image.variant, arch=image.arch,
+                               source_overrides=overrides)
+        planned.update({source.name: source for source in plan_build(catalog, request).sources})
+    if planned:
+        fetch_sources(tuple(planned.values()), SourceCache(options.cache_root),
+                      allow_stand_ins=options.allow_stand_ins, warn=warn)
 
 
 def run_release(plan: ReleasePlan, options: ReleaseOptions, *,
