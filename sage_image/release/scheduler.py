@@ -144,7 +144,8 @@ class Scheduler:
             result = {}
         if not isinstance(result, dict):
             result = {"value": result}
-        reason = result.get("error") or _last_error_line(base.with_suffix(".log"))
+        reason = (result.get("error") or _failed_checks(result)
+                  or _last_error_line(base.with_suffix(".log")))
         return result, reason or f"exit {code}"
 
     def _skip_blocked(self) -> None:
@@ -199,6 +200,19 @@ def _signal_group(process: subprocess.Popen[bytes] | None, sig: int) -> None:
 
 def _file_name(job_id: str) -> str:
     return job_id.replace(":", "_").replace("@", "_at_") + ".x"
+
+
+def _failed_checks(result: dict[str, Any]) -> str | None:
+    """A boot test's report (`sage-image test --json`): the checks that failed, and why - not
+    its last progress line, which names whatever check ran last."""
+    checks = result.get("checks")
+    failed = [c for c in checks if isinstance(c, dict) and not c.get("passed")] \
+        if isinstance(checks, list) else []
+    if not failed:
+        return None
+    shown = "; ".join(f"{c.get('name')}: {c.get('reason')}" for c in failed[:3])
+    more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+    return f"{len(failed)} of {len(checks)} checks failed: {shown}{more}"
 
 
 def _last_error_line(log: Path) -> str | None:

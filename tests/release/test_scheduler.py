@@ -53,6 +53,14 @@ def test_a_failure_stops_only_what_depends_on_it(tmp_path):
     assert states["other"].status == "ok"
 
 
+def test_a_failed_boot_test_names_its_failed_checks(tmp_path):
+    report = ('{"error": null, "checks": [{"name": "cloud-init", "passed": true, "reason": null},'
+              ' {"name": "ssh-audit", "passed": false, "reason": "ssh-audit is not installed"}]}')
+    script = f"echo '{report}'; echo '[04:10] test out: check boot-units' >&2; exit 1"
+    states = Scheduler([Job("test:x", sh(script))], max_heavy=1, log_dir=tmp_path / "logs").run()
+    assert states["test:x"].reason == "1 of 2 checks failed: ssh-audit: ssh-audit is not installed"
+
+
 def test_cached_jobs_do_not_run(tmp_path):
     jobs = [Job("a", sh(f"touch {tmp_path}/ran"), cached="layer exists"),
             Job("b", sh("true"), needs=("a",))]

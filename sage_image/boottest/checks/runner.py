@@ -193,11 +193,11 @@ AUDIT_ITEM = re.compile(r"^\((\w+)\)\s+(\S+)")
 
 
 def find_ssh_audit() -> str:
-    """ssh-audit from PATH or beside this Python (the test extra installs it into the venv)."""
+    """ssh-audit from PATH or beside this Python (a dependency: pip puts it in the same venv)."""
     found = shutil.which("ssh-audit") or shutil.which("ssh-audit", path=str(Path(sys.executable).parent))
     if found is None:
         raise BootTestError("ssh-audit is not installed on this host",
-                            hint="pip install 'sage-image[test]' (or scripts/setup --test)")
+                            hint="pip install ssh-audit==3.9.0 (scripts/setup installs it)")
     return found
 
 
