@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import subprocess
 from pathlib import Path
@@ -260,3 +261,9 @@ def test_qmp_reaches_a_real_qemu(tmp_path: Path) -> None:
             vm.qmp("no-such-command")
         assert vm.qmp("send-key", {"keys": [{"type": "qcode", "data": "s"}]}) == {}
     assert not vm.alive()
+
+
+def test_ssh_audit_comes_with_sage_image_not_only_with_the_tests() -> None:
+    # `sage-image test` (and so every release) runs the ssh-audit check on the host.
+    requires = importlib.metadata.requires("sage-image-builder") or []
+    assert [r for r in requires if r.startswith("ssh-audit") and "extra ==" not in r], requires
