@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import io
 import json
 import os
@@ -18,7 +20,12 @@ import pytest
 
 from sage_image.boottest.boot.qemu import free_port
 from sage_image.boottest.boot.ssh import Output, SshTarget, generate_key
-from sage_image.boottest.checks.assets import BUSYBOX_TAG, write_busybox_image
+from sage_image.boottest.checks.assets import (
+    BUSYBOX_TAG,
+    PinnedDeb,
+    fetch_pinned_file,
+    write_busybox_image,
+)
 from sage_image.boottest.checks.compare import (
     compare_ntp,
     compare_packages,
@@ -53,7 +60,7 @@ from sage_image.boottest.checks.runner import (
 )
 from sage_image.builder.build import layout_manifest
 from sage_image.catalog.model import load_catalog
-from sage_image.errors import ConfigError, UsageError
+from sage_image.errors import BootTestError, ConfigError, UsageError
 
 CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
                   "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
@@ -382,6 +389,45 @@ def test_busybox_docker_image_is_a_valid_docker_save(tmp_path: Path) -> None:
     # Deterministic: the same bytes every time (cacheable, reproducible).
     assert write_busybox_image(tmp_path / "bb2.tar", qemu_arch="x86_64").read_bytes() == \
         path.read_bytes()
+
+
+def _serve(folder: Path) -> http.server.ThreadingHTTPServer:
+    """A real HTTP server on loopback serving `folder` (a stand-in for Debian's mirror)."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_foreign_busybox_is_fetched_once_by_hash_from_a_real_package(tmp_path: Path) -> None:
+    tree = tmp_path / "pkg"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN" / "control").write_text(
+        "Package: busybox-static\nVersion: 1:1.35.0-4\nArchitecture: arm64\n"
+        "Maintainer: test <t@example.org>\nDescription: a stand-in\n")
+    (tree / "bin").mkdir()
+    (tree / "bin" / "busybox").write_bytes(b"\x7fELF-a-stand-in-binary")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(mirror / "bb.deb")],
+                   check=True, capture_output=True)
+    digest = hashlib.sha256((mirror / "bb.deb").read_bytes()).hexdigest()
+    server = _serve(mirror)
+    url = f"http://127.0.0.1:{server.server_address[1]}/bb.deb"
+    try:
+        with pytest.raises(BootTestError, match="sha256 .* pinned 0+; not used"):
+            fetch_pinned_file(PinnedDeb(url, "0" * 64, "bin/busybox"), tmp_path / "cache")
+        with pytest.raises(BootTestError, match="cannot fetch .*/gone.deb"):
+            fetch_pinned_file(PinnedDeb(url.replace("bb.deb", "gone.deb"), digest, "bin/busybox"),
+                              tmp_path / "cache")
+        got = fetch_pinned_file(PinnedDeb(url, digest, "bin/busybox"), tmp_path / "cache")
+    finally:
+        server.shutdown()
+    assert got.read_bytes() == b"\x7fELF-a-stand-in-binary"
+    # cached: no server needed the second time, and nothing half-written was left behind
+    assert fetch_pinned_file(PinnedDeb(url, digest, "bin/busybox"), tmp_path / "cache") == got
+    assert [p.name for p in got.parent.iterdir()] == ["busybox"]
 
 
 def _sfdisk_json(tmp_path: Path, *sgdisk: str) -> str:

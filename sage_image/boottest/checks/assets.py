@@ -3,6 +3,8 @@
 docker-busybox: a container image in ``docker save`` format with one layer holding a static
 busybox, so ``docker load`` + ``docker run`` work in a guest that has no registry to pull from.
 Written here byte for byte (deterministic tar, fixed times) rather than with a docker on the host.
+The busybox is the host's for a guest of its own arch, else Debian's for the guest's arch,
+fetched once by URL and sha256 (``FOREIGN_BUSYBOX``).
 """
 
 from __future__ import annotations
@@ -10,15 +12,44 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import BootTestError
+from ...builder.cache import default_cache_root
+from ...errors import BootTestError, CommandError
+from ...runner import run
 
 BUSYBOX_TAG = "sage-image-test/busybox:1"
 # Debian's busybox-static puts the binary here; the dynamic busybox would need libc in the image.
 BUSYBOX_PATHS = {"x86_64": ("/bin/busybox", "/usr/bin/busybox")}
 DOCKER_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
+
+
+@dataclass(frozen=True)
+class PinnedDeb:
+    """One file out of a Debian package fetched by URL, accepted only with this sha256."""
+
+    url: str
+    sha256: str
+    member: str  # its path in the package
+
+
+# A guest of another arch than the host (an arm64 image tested on an x86 host) needs a busybox
+# of its own arch: Debian bookworm's busybox-static for it, from Debian's mirror, once per cache.
+# When a point release drops this version from the pool, the fetch fails and names this pin.
+FOREIGN_BUSYBOX = {
+    "aarch64": PinnedDeb(
+        url="http://deb.debian.org/debian/pool/main/b/busybox/"
+            "busybox-static_1.35.0-4+deb12u1+b1_arm64.deb",
+        sha256="732c9135564fc71337e0e05fb4da4d11e6c28c1834bce3e405e575afef2a52f5",
+        member="bin/busybox"),
+}
+FETCH_TIMEOUT = 120
 APPLETS = ("sh", "echo", "cat", "ls", "true", "sleep", "id", "nc")
 # Run in the guest as cc once the asset is copied in ({path}: where it is), once for all the
 # checks that use it: `docker load` costs seconds under TCG. If it fails, each of those checks
@@ -37,9 +68,45 @@ def find_static_busybox(qemu_arch: str) -> Path:
         path = Path(candidate)
         if path.is_file() and _is_static_elf(path):
             return path
+    if qemu_arch in FOREIGN_BUSYBOX:
+        return fetch_pinned_file(FOREIGN_BUSYBOX[qemu_arch], default_cache_root())
     raise BootTestError(f"no static busybox for {qemu_arch} on this host",
                         hint="apt-get install busybox-static (the docker checks copy it into "
                              "the guest as a container image)")
+
+
+def fetch_pinned_file(pin: PinnedDeb, cache_root: Path) -> Path:
+    """The pinned package's file, from CACHE/assets (fetched and its hash checked the first time)."""
+    dest = cache_root / "assets" / pin.sha256[:16] / Path(pin.member).name
+    if dest.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as work:
+        deb = Path(work) / "package.deb"
+        deb.write_bytes(_download(pin))
+        try:
+            run(["dpkg-deb", "-x", deb, Path(work) / "root"], timeout=120)
+        except CommandError as exc:
+            raise BootTestError(f"{pin.url}: not a Debian package ({exc.message})") from exc
+        found = Path(work) / "root" / pin.member
+        if not found.is_file():
+            raise BootTestError(f"{pin.url} has no {pin.member}")
+        os.replace(found, dest)  # atomic: a concurrent test sees the whole file or none
+    return dest
+
+
+def _download(pin: PinnedDeb) -> bytes:
+    try:
+        with urllib.request.urlopen(pin.url, timeout=FETCH_TIMEOUT) as response:
+            data = response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise BootTestError(f"cannot fetch {pin.url}: {getattr(exc, 'reason', exc)}",
+                            hint="Debian may have replaced that version: update the pin in "
+                                 "sage_image/boottest/checks/assets.py") from exc
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != pin.sha256:
+        raise BootTestError(f"{pin.url}: sha256 {digest}, pinned {pin.sha256}; not used")
+    return data
 
 
 def _is_static_elf(path: Path) -> bool:
