@@ -16,13 +16,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..boottest.checks.model import load_checks, select_checks
 from ..builder.plan import BuildRequest, parse_source_override, plan_build
 from ..builder.sources import SourceCache, fetch_sources
-from ..catalog.model import Catalog, as_plain
+from ..catalog.model import Catalog, as_plain, load_catalog
 from ..console import PROGRESS_LINES_ENV
 from ..errors import UsageError
 from ..folders import check_folder, make_folder
-from ..outfolder import manifest_path
+from ..outfolder import manifest_path, read_results
 from ..publish.output import load_output
 from .plan import ImageJob, ReleasePlan
 from .scheduler import Job, JobState, Scheduler
@@ -139,16 +140,27 @@ def _test_job(image: ImageJob, options: ReleaseOptions) -> Job:
     out = options.out_dir / image.key
     argv = (*SAGE_IMAGE, "test", str(out), "--json", "--junit", str(out / "junit.xml"),
             *_catalog_args(options))
-    return Job(id=image.test_id, argv=argv, needs=(image.build_id,), cached=_test_cached(out))
+    wanted = variant_check_names(options.catalog, image.variant)
+    return Job(id=image.test_id, argv=argv, needs=(image.build_id,),
+               cached=_test_cached(out, wanted))
 
 
-def _test_cached(out: Path) -> str | None:
-    """Reuse a test only if publish would accept it (a full pass of these bytes)."""
+def variant_check_names(catalog: Path | None, variant: str) -> tuple[str, ...]:
+    """The checks `sage-image test` runs on the variant now (the catalog's, with checks.yaml)."""
+    return tuple(c.name for c in select_checks(load_catalog(catalog), load_checks(),
+                                               variant=variant))
+
+
+def _test_cached(out: Path, wanted: tuple[str, ...]) -> str | None:
+    """Reuse a test only if publish would accept it (a full pass of these bytes) and it ran
+    every check the variant has now: a check added since (boot-units, say) must run first."""
     try:
         passed = load_output(out).test.passed
     except UsageError:  # no build yet, or a manifest we cannot read: test again
         return None
-    return "passed on these exact bytes" if passed else None
+    ran = {c.get("name") for c in (read_results(out) or {}).get("checks", [])
+           if isinstance(c, dict) and c.get("passed") is True}
+    return "passed on these exact bytes" if passed and set(wanted) <= ran else None
 
 
 def fetch_release_sources(catalog: Catalog, plan: ReleasePlan, options: ReleaseOptions, *,
