@@ -23,8 +23,8 @@ from ..catalog.model import Catalog, as_plain, load_catalog
 from ..console import PROGRESS_LINES_ENV
 from ..errors import UsageError
 from ..folders import check_folder, make_folder
-from ..outfolder import manifest_path, read_results
-from ..publish.output import load_output
+from ..outfolder import manifest_path
+from ..publish.output import load_output, read_test_status
 from .plan import ImageJob, ReleasePlan
 from .scheduler import Job, JobState, Scheduler
 
@@ -155,12 +155,12 @@ def _test_cached(out: Path, wanted: tuple[str, ...]) -> str | None:
     """Reuse a test only if publish would accept it (a full pass of these bytes) and it ran
     every check the variant has now: a check added since (boot-units, say) must run first."""
     try:
-        passed = load_output(out).test.passed
+        output = load_output(out)
     except UsageError:  # no build yet, or a manifest we cannot read: test again
         return None
-    ran = {c.get("name") for c in (read_results(out) or {}).get("checks", [])
-           if isinstance(c, dict) and c.get("passed") is True}
-    return "passed on these exact bytes" if passed and set(wanted) <= ran else None
+    # publish's gate, with the variant's checks of now rather than those its manifest recorded
+    test = read_test_status(out, output.identity.name, output.files, required=wanted)
+    return "passed on these exact bytes" if output.test.passed and test.passed else None
 
 
 def fetch_release_sources(catalog: Catalog, plan: ReleasePlan, options: ReleaseOptions, *,

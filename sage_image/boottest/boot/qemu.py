@@ -33,8 +33,8 @@ UEFI_FIRMWARE = {
 }
 PORT_RETRIES = 3
 STARTUP_GRACE = 1.0    # QEMU reports a taken port or a bad option within this time
-SYNC_WAIT = 10.0       # how long the guest gets to start an emergency sync, then to finish it
-SYNC_SETTLE = 3.0
+SYNC_WAIT = 10.0       # how long the guest gets to report it began an emergency sync
+SYNC_SETTLE = 3.0      # and then to finish it (a few MiB of logs)
 
 
 @dataclass(frozen=True)
