@@ -32,6 +32,13 @@ def add_catalog_flag(parser: argparse.ArgumentParser) -> None:
                         help="catalog YAML to use (default: the one shipped with sage-image)")
 
 
+def add_checks_file_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checks-file", type=Path, default=None, metavar="FILE",
+                        help="check definitions YAML to use (default: the checks.yaml shipped "
+                             "with sage-image); a test result counts only for the definitions "
+                             "it ran")
+
+
 def comma_list(text: str) -> tuple[str, ...]:
     """`a,b, c` -> ('a', 'b', 'c'); an empty list is a mistake, not "everything"."""
     names = tuple(n.strip() for n in text.split(",") if n.strip())

@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(Interrupted("interrupted; cleaned up"), console, debug=args.debug)
     except SageImageError as exc:
         return report_error(exc, console, debug=args.debug)
-    image = next(iter(manifest["files"].values()))["path"]
+    image = next(iter(manifest.files.values())).path
     print(f"Image built in {(plan.out_dir / image).resolve()}")
     return 0
 

@@ -7,8 +7,12 @@
 the three local sites - with every external source served from a local git repository this
 fixture creates (GitHub is not reachable here). Its output folder is kept under
 ~/.cache/sage-image/test-builds, keyed by a hash of everything that goes into the images, so a
-re-run of the suite rebuilds nothing unless the builder changed (the release itself reuses what
-exists); the publish runs every time, to fresh sites.
+re-run of the suite rebuilds nothing unless the builder changed. The release itself runs every
+time and reuses only what answers for today's inputs: a test result is kept only when the
+tester (a digest of `sage_image/boottest`) and every check's definition digest are today's -
+publish's own gate - so a changed check or tester boots the image again, without a rebuild; a
+test that reads results reads them through `tests.contract.fresh_results`, which asks the same.
+The publish runs every time, to fresh sites.
 
 ``sage_build``: the sage image's build output folder from that release.
 """
@@ -29,6 +33,7 @@ import pytest
 
 from sage_image.builder.sources import STANDIN_GIT_ENV, STANDIN_TEMPLATES
 from sage_image.localcloud.cloud import LocalCloud, SiteSpec, start_cloud
+from sage_image.outfolder import Manifest, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = [ROOT / "sage_image" / d for d in ("builder", "elements", "catalog")]
@@ -107,12 +112,13 @@ class ReleaseRun:
 
 
 def run_release(out: Path, sources: dict[str, tuple[Path, str]], clouds_yaml: Path | None, *,
-                variant: str = "sage", arch: str = "amd64") -> ReleaseRun:
+                variant: str = "sage", arch: str = "amd64", extra: tuple[str, ...] = ()
+                ) -> ReleaseRun:
     """The release of bookworm variants (comma-separated) for one arch; published to the local
-    sites when `clouds_yaml` names them."""
+    sites when `clouds_yaml` names them; `extra`: more `sage-image release` options."""
     args = [sys.executable, "-m", "sage_image.cli", "release", "--releases", "bookworm",
             "--variants", variant, "--arches", arch, "--sites", ",".join(SITES),
-            "--out", str(out), "--jobs", "1"] + (["--publish"] if clouds_yaml else [])
+            "--out", str(out), "--jobs", "1", *extra] + (["--publish"] if clouds_yaml else [])
     for name, (repo, commit) in sources.items():
         args += ["--source", f"{name}={repo}@{commit}"]
     env = os.environ | ({"OS_CLIENT_CONFIG_FILE": str(clouds_yaml)} if clouds_yaml else {})
@@ -197,5 +203,5 @@ def sage_build(sage_release) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sage_manifest(sage_build) -> dict:
-    return json.loads((sage_build / "manifest.json").read_text())
+def sage_manifest(sage_build) -> Manifest:
+    return read_manifest(sage_build)

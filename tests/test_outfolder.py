@@ -1,110 +1,155 @@
-"""The build output folder's readers and writers (sage_image/outfolder.py): every way a file can
-be wrong is a one-line UsageError naming the file, and a write never leaves half a file."""
+"""The build output folder's contract (sage_image/outfolder.py): each file is a typed record with
+one writer and one reader; every way a file can be wrong is a one-line error naming the file and
+the field, never a default made up by the reader; a write never leaves half a file."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from sage_image import outfolder
 from sage_image.errors import UsageError
-from sage_image.outfolder import ImageIdentity, read_identity, read_json, write_json
+from sage_image.outfolder import (
+    ContractError,
+    PreviousImage,
+    SitePublication,
+    read_manifest,
+    read_published,
+    read_results,
+    write_json,
+    write_manifest,
+    write_published,
+)
+from tests import contract
 
-IDENTITY = {"name": "Sage-VirtualWaggle-Debian12", "release": "bookworm", "variant": "sage",
-            "arch": "amd64", "family": "debian", "os_version": "12"}
 
-
-def _usage_error(call: Any) -> UsageError:
-    with pytest.raises(UsageError) as caught:
+def _contract_error(call: Any) -> ContractError:
+    with pytest.raises(ContractError) as caught:
         call()
+    assert isinstance(caught.value, UsageError)  # bad input: exit 2
     assert "\n" not in caught.value.message
     return caught.value
 
 
+def test_a_manifest_round_trips(tmp_path: Path) -> None:
+    m = contract.manifest(files={"raw": contract.fake_file("x.raw")})
+    write_manifest(tmp_path, m)
+    assert read_manifest(tmp_path) == m
+    assert read_manifest(tmp_path / "manifest.json") == m
+    assert read_manifest(tmp_path).identity.name == m.name
+    # on disk as docs/manifest.md says: `from` (a Python keyword) under layer, mapping keys sorted
+    data = json.loads((tmp_path / "manifest.json").read_text())
+    assert data["layer"] == {"only": False, "from": None, "saved": None}
+    assert list(data["packages"]) == sorted(data["packages"])
+
+
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     path = tmp_path / "manifest.json"
-    error = _usage_error(lambda: read_json(path))
+    error = _contract_error(lambda: read_manifest(tmp_path))
     assert error.message == f"{path}: not found"
     assert "sage-image build" in (error.hint or "")
 
 
-@pytest.mark.parametrize("text", ["{not json", "\udcff"], ids=["bad-json", "bad-utf8"])
-def test_a_file_that_is_not_json_is_named(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "test-results.json"
+@pytest.mark.parametrize("text", ["{not json", "\udcff", "[1, 2]", "null"],
+                         ids=["bad-json", "bad-utf8", "a-list", "null"])
+def test_a_file_that_is_not_a_json_object_is_named(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "manifest.json"
     path.write_bytes(text.encode("utf-8", "surrogateescape"))
-    error = _usage_error(lambda: read_json(path))
-    assert error.message.startswith(f"{path}: cannot read JSON: ")
+    assert _contract_error(lambda: read_manifest(tmp_path)).message.startswith(f"{path}: ")
 
 
 def test_a_folder_in_place_of_the_file_is_named(tmp_path: Path) -> None:
-    path = tmp_path / "published.json"
-    path.mkdir()
-    assert _usage_error(lambda: read_json(path)).message.startswith(f"{path}: cannot read JSON: ")
+    (tmp_path / "published.json").mkdir()
+    error = _contract_error(lambda: read_published(tmp_path))
+    assert error.message.startswith(f"{tmp_path / 'published.json'}: cannot read")
 
 
-@pytest.mark.parametrize("text", ["[1, 2]", '"manifest"', "null"])
-def test_json_that_is_not_an_object_is_refused(tmp_path: Path, text: str) -> None:
-    path = tmp_path / "manifest.json"
-    path.write_text(text)
-    assert _usage_error(lambda: read_json(path)).message == f"{path}: expected a JSON object"
+def _written(tmp_path: Path, edit: Any) -> Path:
+    data = msgspec.to_builtins(contract.manifest(files={"raw": contract.fake_file("x.raw")}))
+    edit(data)
+    (tmp_path / "manifest.json").write_text(json.dumps(data))
+    return tmp_path
 
 
-def test_an_object_is_read(tmp_path: Path) -> None:
-    path = tmp_path / "manifest.json"
-    path.write_text('{"schema": 1, "name": "x"}')
-    assert read_json(path) == {"schema": 1, "name": "x"}
+@pytest.mark.parametrize("edit,message", [
+    (lambda m: m.pop("variant"), "variant: missing"),
+    (lambda m: m.pop("qemu_arch"), "qemu_arch: missing"),
+    (lambda m: m.update(os_version=12), "os_version: expected `str`, got `int`"),
+    (lambda m: m["files"]["raw"].update(size="3"), "files[...].size: expected `int`, got `str`"),
+    (lambda m: m["boot"].pop("cmdline"), "boot: object missing required field `cmdline`"),
+    (lambda m: m.update(kernel="6.1"), "kernel: unknown field"),
+    (lambda m: m.update(schema=2), "schema 2 (this sage-image reads 1)"),
+], ids=["no-variant", "no-qemu-arch", "number", "nested", "nested-missing", "unknown", "schema"])
+def test_a_missing_mistyped_or_unknown_field_is_named(tmp_path: Path, edit: Any,
+                                                      message: str) -> None:
+    error = _contract_error(lambda: read_manifest(_written(tmp_path, edit)))
+    assert error.message == f"{tmp_path / 'manifest.json'}: {message}"
 
 
-def test_the_identity_is_read_from_a_manifest(tmp_path: Path) -> None:
-    manifest = {"schema": 1, **IDENTITY, "os_version": 12, "packages": {}}
-    identity = read_identity(manifest, path=tmp_path / "manifest.json")
-    assert identity == ImageIdentity(**IDENTITY)  # os_version 12 (a number) is read as "12"
-    assert asdict(identity) == IDENTITY
-
-
-@pytest.mark.parametrize("key", outfolder.IDENTITY_KEYS)
-def test_an_identity_key_missing_is_named_with_the_file(tmp_path: Path, key: str) -> None:
-    path = tmp_path / "out" / "manifest.json"
-    manifest = {k: v for k, v in IDENTITY.items() if k != key}
-    error = _usage_error(lambda: read_identity(manifest, path=path))
-    assert error.message == f"{path}: missing key '{key}'"
-    assert error.hint == "see docs/manifest.md"
-
-
-def test_the_identity_is_frozen() -> None:
-    identity = ImageIdentity(**IDENTITY)
+def test_records_are_frozen() -> None:
+    m = contract.manifest()
     with pytest.raises(AttributeError):
-        identity.name = "other"  # type: ignore[misc]
+        m.name = "other"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        m.identity.name = "other"  # type: ignore[misc]
+
+
+def test_results_round_trip_and_old_results_are_refused(tmp_path: Path) -> None:
+    m = contract.manifest(files={"raw": contract.fake_file("x.raw")})
+    r = contract.results(m)
+    contract.write_test(tmp_path, r)
+    assert read_results(tmp_path / "test-results.json") == r
+    # results written before runs recorded what they ran (schema 1) say nothing about today's
+    data = json.loads((tmp_path / "test-results.json").read_text()) | {"schema": 1}
+    (tmp_path / "test-results.json").write_text(json.dumps(data))
+    error = _contract_error(lambda: read_results(tmp_path / "test-results.json"))
+    assert error.message.endswith("test-results.json: schema 1 (this sage-image reads 2)")
+
+
+def test_results_and_published_before_the_stages_ran(tmp_path: Path) -> None:
+    assert read_results(tmp_path / "test-results.json") is None
+    assert read_published(tmp_path).sites == {}
+
+
+def _site(image_id: str, previous: PreviousImage | None = None) -> SitePublication:
+    return SitePublication(image_id=image_id, name="Img", cloud="chi-uc", status="published",
+                           time="2026-12-05T00:00:00Z", previous=previous)
+
+
+def test_published_is_merged_per_site(tmp_path: Path) -> None:
+    write_published(tmp_path, {"CHI@UC": _site("a")})
+    old = PreviousImage(image_id="old", build_tag="t", error="no record")
+    write_published(tmp_path, {"KVM@TACC": _site("b", old)})
+    assert read_published(tmp_path).sites == {"CHI@UC": _site("a"), "KVM@TACC": _site("b", old)}
+
+
+def test_a_damaged_published_file_is_replaced_by_what_is_published_now(tmp_path: Path) -> None:
+    (tmp_path / "published.json").write_text("[]")
+    _contract_error(lambda: read_published(tmp_path))
+    write_published(tmp_path, {"CHI@UC": _site("a")})
+    assert read_published(tmp_path).sites == {"CHI@UC": _site("a")}
 
 
 def test_write_json_replaces_the_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:
-    path = tmp_path / "manifest.json"
+    path = tmp_path / "release.json"
     path.write_text('{"old": true}')
     assert write_json(path, {"b": 1, "a": [1, 2]}) == path
     assert json.loads(path.read_text()) == {"a": [1, 2], "b": 1}
     assert path.read_text().endswith("}\n")
-    assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
-
-
-def test_write_json_keeps_the_order_it_is_given_when_asked(tmp_path: Path) -> None:
-    path = write_json(tmp_path / "test-results.json", {"schema": 1, "name": "x", "checks": []},
-                      sort_keys=False)
-    assert list(json.loads(path.read_text())) == ["schema", "name", "checks"]
-    assert list(json.loads(write_json(path, {"schema": 1, "name": "x"}).read_text())) == \
-        ["name", "schema"]
+    assert [p.name for p in tmp_path.iterdir()] == ["release.json"]
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_file(tmp_path: Path) -> None:
-    path = tmp_path / "published.json"
+    path = tmp_path / "release.json"
     path.write_text('{"schema": 1, "sites": {}}')
     with pytest.raises(TypeError):
         write_json(path, {"sites": {"CHI@UC": object()}})  # not JSON: fails half-way
     assert path.read_text() == '{"schema": 1, "sites": {}}'
-    assert [p.name for p in tmp_path.iterdir()] == ["published.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["release.json"]
 
 
 def test_the_files_of_an_output_folder(tmp_path: Path) -> None:
@@ -120,19 +165,15 @@ def test_the_results_and_logs_of_a_bare_image_file_are_beside_it(tmp_path: Path)
     assert outfolder.logs_folder(results) == tmp_path / "my-results.raw.test-logs"
 
 
-def test_results_and_published_before_the_stages_ran(tmp_path: Path) -> None:
-    assert outfolder.read_results(tmp_path) is None
-    assert outfolder.read_published(tmp_path) == {}
-
-
-def test_results_and_published_are_read(tmp_path: Path) -> None:
-    (tmp_path / "test-results.json").write_text('{"schema": 1, "passed": true}')
-    (tmp_path / "published.json").write_text('{"schema": 1, "sites": {"CHI@UC": {"image_id": "i"}}}')
-    assert outfolder.read_results(tmp_path) == {"schema": 1, "passed": True}
-    assert outfolder.read_published(tmp_path) == {"CHI@UC": {"image_id": "i"}}
-
-
-def test_a_broken_published_file_is_a_usage_error(tmp_path: Path) -> None:
-    (tmp_path / "published.json").write_text("[]")
-    error = _usage_error(lambda: outfolder.read_published(tmp_path))
-    assert error.message == f"{tmp_path / 'published.json'}: expected a JSON object"
+def test_only_the_contract_module_parses_the_output_folder_files() -> None:
+    """No other module reads manifest.json, test-results.json or published.json itself."""
+    root = Path(__file__).resolve().parents[1] / "sage_image"
+    readers = []
+    for path in root.rglob("*.py"):
+        if path.name == "outfolder.py":
+            continue
+        text = path.read_text()
+        if "json.load" in text and any(n in text for n in ("MANIFEST", "TEST_RESULTS",
+                                                           "PUBLISHED", "manifest.json")):
+            readers.append(str(path.relative_to(root)))
+    assert readers == []

@@ -6,7 +6,14 @@ import argparse
 import time
 from pathlib import Path
 
-from ..cli_common import add_catalog_flag, add_command, add_json_flag, comma_list, positive_seconds
+from ..cli_common import (
+    add_catalog_flag,
+    add_checks_file_flag,
+    add_command,
+    add_json_flag,
+    comma_list,
+    positive_seconds,
+)
 from ..console import Console, Progress
 from ..errors import UsageError
 from .boot.configdrive import KINDS
@@ -50,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check-timeout", type=positive_seconds, metavar="S",
                    help="hard limit per check (default: each check's own, usually 120)")
     add_catalog_flag(p)
+    add_checks_file_flag(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_test)
 
@@ -61,7 +69,7 @@ def cmd_test(args: argparse.Namespace, console: Console) -> int:
         path=args.path, checks=args.checks, mode="firmware" if args.firmware else "direct",
         accel=args.accel, metadata=args.metadata, disk_format=args.disk_format,
         variant=args.variant, boot_timeout=args.boot_timeout, check_timeout=args.check_timeout,
-        uefi=args.uefi, junit=args.junit, catalog=args.catalog)
+        uefi=args.uefi, junit=args.junit, catalog=args.catalog, definitions=args.checks_file)
     with Progress(console, f"test {args.path}") as progress:
         events = Events(phase=progress.set_phase,
                         check_started=lambda c: progress.set_phase(f"check {c.name}"),

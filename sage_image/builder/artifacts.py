@@ -7,9 +7,11 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from ..errors import BuildError
+from ..outfolder import ImageFile
 from ..runner import run
 from .plan import BuildPlan
 from .pythonlock import canonical
@@ -17,7 +19,7 @@ from .pythonlock import canonical
 CHUNK = 4 * 1024 * 1024
 
 
-def produce_files(raw: Path, plan: BuildPlan, out_dir: Path) -> dict[str, dict[str, Any]]:
+def produce_files(raw: Path, plan: BuildPlan, out_dir: Path) -> dict[str, ImageFile]:
     """Write the image in each format its target sites want, described with checksums.
 
     The raw file is hashed on one core while qemu-img compresses the qcow2 on the other:
@@ -46,7 +48,8 @@ def produce_files(raw: Path, plan: BuildPlan, out_dir: Path) -> dict[str, dict[s
         if same:
             same.result()
             _check_sizes_match(described)
-            described["qcow2"]["same_disk_as"] = described["raw"]["sha512"]
+            described["qcow2"] = msgspec.structs.replace(
+                described["qcow2"], same_disk_as=described["raw"].sha512)
     if not raw_target:
         raw.unlink(missing_ok=True)
     return described
@@ -62,9 +65,9 @@ def prove_same_disk(raw: Path, qcow2: Path) -> None:
                          hint="the conversion went wrong; rebuild (and check free disk space)")
 
 
-def _check_sizes_match(described: dict[str, dict[str, Any]]) -> None:
+def _check_sizes_match(described: dict[str, ImageFile]) -> None:
     # compare alone accepts a larger image whose extra part reads as zeros; a disk is its size too
-    sizes = {fmt: entry["virtual_size"] for fmt, entry in described.items()}
+    sizes = {fmt: entry.virtual_size for fmt, entry in described.items()}
     if len(set(sizes.values())) > 1:
         raise BuildError(f"the image files differ in virtual size: {sizes}")
 
@@ -104,14 +107,11 @@ def virtual_size(path: Path, disk_format: str) -> int:
     return int(info["virtual-size"])
 
 
-def describe_file(path: Path, disk_format: str, plan: BuildPlan, out_dir: Path) -> dict[str, Any]:
-    entry: dict[str, Any] = {"path": str(path.relative_to(out_dir)), "disk_format": disk_format,
-                             "size": path.stat().st_size,
-                             "virtual_size": virtual_size(path, disk_format)}
-    if disk_format == "qcow2":
-        entry["compression"] = plan.compression
-    entry.update(file_digests(path))
-    return entry
+def describe_file(path: Path, disk_format: str, plan: BuildPlan, out_dir: Path) -> ImageFile:
+    return ImageFile(path=str(path.relative_to(out_dir)), disk_format=disk_format,
+                     size=path.stat().st_size, virtual_size=virtual_size(path, disk_format),
+                     compression=plan.compression if disk_format == "qcow2" else None,
+                     **file_digests(path))
 
 
 def installed_packages(dpkg_status: Path) -> dict[str, str]:

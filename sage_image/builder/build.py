@@ -15,18 +15,31 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import diskimage_builder.version as dib_version
+import msgspec
 
 from .. import __version__
 from ..catalog.model import Layout
 from ..errors import BuildError
 from ..folders import check_folder, make_folder
-from ..outfolder import manifest_path, write_json
+from ..outfolder import (
+    MANIFEST_SCHEMA,
+    BootFiles,
+    FirewallEntry,
+    ImageFile,
+    LayerInfo,
+    LayoutEntry,
+    Manifest,
+    NtpEntry,
+    PartitionEntry,
+    manifest_path,
+    write_json,
+    write_manifest,
+)
 from . import artifacts, devmapper, preflight, pythonlock, sbom
 from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
 from .plan import BuildPlan
@@ -64,7 +77,7 @@ class _Timer:
             self.phases[name] = round(time.monotonic() - start, 2)
 
 
-def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> dict[str, Any]:
+def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> Manifest:
     """Build the image the plan describes; return the manifest (also written to the output)."""
     timer = _Timer()
     out_dir = plan.out_dir
@@ -89,12 +102,8 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
             dib_phases = run_dib(plan, paths, out_dir / LOG, on_phase=reporter.phase,
                                  clock=time.monotonic)
             timer.phases.update({k: round(v, 2) for k, v in dib_phases.items()})
-            packages = artifacts.installed_packages(paths.artifacts / "dpkg-status")
-            installed = {"packages": packages, "package_arch": artifacts.package_architectures(
-                paths.artifacts / "dpkg-status"), "kernel_version": _kernel_version(paths),
-                         "python_packages": artifacts.installed_python_packages(
-                             paths.artifacts / "python-packages")}
-            described: dict[str, Any] = {}
+            installed = _installed(paths)
+            described: dict[str, ImageFile] = {}
             if not plan.layer_only:
                 with timer.phase("formats", reporter):
                     described = artifacts.produce_files(paths.image_base.with_suffix(".raw"),
@@ -106,9 +115,28 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
     manifest = _manifest(plan, fetched, properties, described, installed, timer.phases)
     # The SBOM describes the manifest (files, packages, sources); the manifest then records the
     # SBOM's sha256. Written last, so a manifest never names an SBOM that is not there.
-    manifest["sbom"] = sbom.write_sbom(manifest, out_dir)
-    write_json(manifest_path(out_dir), manifest)
+    manifest = msgspec.structs.replace(manifest, sbom=sbom.write_sbom(manifest, out_dir))
+    write_manifest(out_dir, manifest)
     return manifest
+
+
+@dataclass(frozen=True)
+class _Installed:
+    """What the finished root holds, read from the artifacts the build-artifacts element saved."""
+
+    packages: dict[str, str]
+    package_arch: dict[str, str]
+    python_packages: dict[str, str]
+    kernel_version: str | None
+
+
+def _installed(paths: BuildPaths) -> _Installed:
+    status = paths.artifacts / "dpkg-status"
+    return _Installed(packages=artifacts.installed_packages(status),
+                      package_arch=artifacts.package_architectures(status),
+                      python_packages=artifacts.installed_python_packages(
+                          paths.artifacts / "python-packages"),
+                      kernel_version=_kernel_version(paths))
 
 
 def _kernel_version(paths: BuildPaths) -> str | None:
@@ -163,37 +191,38 @@ def _copy_boot_files(paths: BuildPaths, out_dir: Path) -> None:
 
 
 def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: dict[str, str],
-              files: dict[str, Any], installed: dict[str, Any],
-              phases: dict[str, float]) -> dict[str, Any]:
-    return {
-        "schema": 1, **asdict(plan.identity),
-        "qemu_arch": plan.qemu_arch, "elements": list(plan.elements), "sites": list(plan.sites),
-        "sources": {s.name: s.as_manifest() for s in fetched},
-        "stand_ins": [s.name for s in fetched if s.stand_in],
-        "dib_version": dib_version.version_info.version_string(),
-        "builder_version": __version__, "properties": properties, "files": files,
-        "boot": {"kernel": "boot/vmlinuz", "initrd": "boot/initrd.img",
-                 "root": plan.boot_cmdline.split()[0].removeprefix("root="),
-                 "cmdline": plan.boot_cmdline, "kernel_version": installed["kernel_version"]},
-        "layer": {"only": plan.layer_only,
-                  "from": str(plan.from_layer) if plan.from_layer else None,
-                  "saved": str(plan.save_layer) if plan.save_layer else None},
-        "layout": layout_manifest(plan.layout) if plan.layout else None,
-        "checks": list(plan.checks), "packages": installed["packages"],
-        "package_arch": installed["package_arch"],
-        "python_packages": installed["python_packages"], "phases": phases,
-        "ntp": {"servers": list(plan.ntp_servers), "pool": plan.ntp_pool},
-        "firewall": {r.kind: {"virt": r.virt, "enabled": r.enabled} for r in plan.firewall},
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+              files: dict[str, ImageFile], installed: _Installed,
+              phases: dict[str, float]) -> Manifest:
+    image = plan.identity
+    return Manifest(
+        schema=MANIFEST_SCHEMA, name=image.name, release=image.release, variant=image.variant,
+        arch=image.arch, family=image.family, os_version=image.os_version,
+        qemu_arch=plan.qemu_arch, elements=plan.elements, sites=plan.sites,
+        sources={s.name: s.as_manifest() for s in fetched},
+        stand_ins=tuple(s.name for s in fetched if s.stand_in),
+        dib_version=dib_version.version_info.version_string(),
+        builder_version=__version__, properties=properties, files=files,
+        boot=BootFiles(kernel="boot/vmlinuz", initrd="boot/initrd.img",
+                       root=plan.boot_cmdline.split()[0].removeprefix("root="),
+                       cmdline=plan.boot_cmdline, kernel_version=installed.kernel_version),
+        layer=LayerInfo(only=plan.layer_only,
+                        from_=str(plan.from_layer) if plan.from_layer else None,
+                        saved=str(plan.save_layer) if plan.save_layer else None),
+        layout=layout_manifest(plan.layout) if plan.layout else None,
+        checks=plan.checks, packages=installed.packages,
+        package_arch=installed.package_arch, python_packages=installed.python_packages,
+        phases=phases, ntp=NtpEntry(servers=plan.ntp_servers, pool=plan.ntp_pool),
+        firewall={r.kind: FirewallEntry(virt=r.virt, enabled=r.enabled) for r in plan.firewall},
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"), sbom=None)
 
 
-def layout_manifest(layout: Layout) -> dict[str, Any]:
+def layout_manifest(layout: Layout) -> LayoutEntry:
     """The disk layout as built: what the partition-table check and publish's firmware read."""
-    return {"name": layout.name, "label": layout.label, "firmware": list(layout.firmware),
-            "partitions": [{"name": p.name, "role": p.role, "type": layout.type_id(p.role),
-                            "size": p.size, "fs": p.fs, "mount": p.mount}
-                           for p in layout.partitions]}
+    return LayoutEntry(name=layout.name, label=layout.label, firmware=layout.firmware,
+                       partitions=tuple(PartitionEntry(name=p.name, role=p.role,
+                                                       type=layout.type_id(p.role), size=p.size,
+                                                       fs=p.fs, mount=p.mount)
+                                        for p in layout.partitions))
 
 
 # -- the work area: isolated per build, always swept -------------------------------------------

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+
+import msgspec
 
 from ..catalog import load_catalog
 from ..catalog.model import as_plain
 from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console, Progress, format_seconds
 from ..errors import BuildError
-from ..outfolder import manifest_path
+from ..outfolder import Manifest, manifest_path
 from .build import LOG, BuildOptions, Reporter, build_image
 from .cache import default_cache_root
 from .plan import (
@@ -158,21 +159,20 @@ def _show_failure(console: Console, exc: BuildError) -> None:
         console.info(f"--- last lines of {exc.log_path} ---\n{exc.log_tail}\n---")
 
 
-def report_build(console: Console, plan: BuildPlan, manifest: dict[str, Any],
-                 elapsed: float) -> int:
+def report_build(console: Console, plan: BuildPlan, manifest: Manifest, elapsed: float) -> int:
     out = plan.out_dir
     if console.json_mode:
         console.json({"ok": True, "out": str(out), "elapsed": round(elapsed, 1),
-                      "manifest": manifest})
+                      "manifest": msgspec.to_builtins(manifest)})
         return 0
-    if not manifest["files"]:
+    if not manifest.files:
         console.info(f"saved layer {plan.save_layer}")
     console.table(["FILE", "FORMAT", "SIZE", "SHA256"],
-                  [(f["path"], fmt, f"{f['size'] / 2**20:.0f} MiB", f["sha256"][:16])
-                   for fmt, f in manifest["files"].items()])
-    if manifest["stand_ins"]:
-        console.warn(f"built with STAND-IN sources: {', '.join(manifest['stand_ins'])}")
-    sbom = (manifest.get("sbom") or {}).get("path")
-    console.info(f"built {plan.identity.name} in {format_seconds(elapsed)}; manifest {manifest_path(out)}"
-                 + (f", SBOM {out / sbom}" if sbom else "") + f", log {out / LOG}")
+                  [(f.path, fmt, f"{f.size / 2**20:.0f} MiB", f.sha256[:16])
+                   for fmt, f in manifest.files.items()])
+    if manifest.stand_ins:
+        console.warn(f"built with STAND-IN sources: {', '.join(manifest.stand_ins)}")
+    sbom = f", SBOM {out / manifest.sbom.path}" if manifest.sbom else ""
+    console.info(f"built {plan.identity.name} in {format_seconds(elapsed)}; manifest "
+                 f"{manifest_path(out)}{sbom}, log {out / LOG}")
     return 0

@@ -27,7 +27,7 @@ ROOT_LABEL = "cloudimg-rootfs"
 # Chameleon's admin account (ImageDefs.md): name and uid/gid, when an admin user is asked for.
 ADMIN_USER = "ccadmin"
 ADMIN_UID = 1010
-BOOT_CMDLINE = f"root=LABEL={ROOT_LABEL} ro console=ttyS0,115200"
+BOOT_ARGS = f"root=LABEL={ROOT_LABEL} ro"
 # Chameleon's CUDA images boot with this (CC-Images ImageDefs.md): the gpu element adds it to
 # GRUB's command line, and the boot test's direct kernel boot uses it too.
 CUDA_CMDLINE = "pci=realloc=off"
@@ -122,7 +122,7 @@ class BuildPlan:
     layer_only: bool = False
     python: PlannedPython | None = None
     cuda: PlannedCuda | None = None
-    boot_cmdline: str = BOOT_CMDLINE
+    boot_cmdline: str = f"{BOOT_ARGS} console=ttyS0,115200"
     layout: Layout | None = None
     warnings: tuple[str, ...] = field(default=())
     ntp_servers: tuple[str, ...] = ()  # every target site's servers, in catalog order
@@ -171,7 +171,8 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
         admin_keys=request.admin_keys, from_layer=request.from_layer,
         save_layer=request.save_layer, layer_only=request.layer_only, layout=layout,
         python=_plan_python(catalog, request), cuda=cuda,
-        boot_cmdline=BOOT_CMDLINE + (f" {CUDA_CMDLINE}" if cuda else ""),
+        boot_cmdline=f"{BOOT_ARGS} console={catalog.arches[arch].console}"
+                     + (f" {CUDA_CMDLINE}" if cuda else ""),
         ntp_servers=ntp_servers, ntp_pool=ntp_pool, firewall=firewall,
     )
 

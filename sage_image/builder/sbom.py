@@ -17,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from cyclonedx.model import (
     ExternalReference,
@@ -35,22 +33,23 @@ from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.output.json import JsonV1Dot6
 from packageurl import PackageURL
 
+from ..outfolder import ImageFile, Manifest, SbomEntry
+
 SPEC = "1.6"
 PROP = "sage-image:"  # namespace of our own properties (CycloneDX property taxonomy advice)
 _HASHES = {"sha256": HashAlgorithm.SHA_256, "sha512": HashAlgorithm.SHA_512,
            "md5": HashAlgorithm.MD5}
 
 
-def sbom_name(manifest: Mapping[str, Any]) -> str:
-    return f"{manifest['name']}.cdx.json"
+def sbom_name(manifest: Manifest) -> str:
+    return f"{manifest.name}.cdx.json"
 
 
-def sbom_from_manifest(manifest: Mapping[str, Any]) -> Bom:
-    props = manifest.get("properties") or {}
+def sbom_from_manifest(manifest: Manifest) -> Bom:
     bom = Bom(serial_number=_serial(manifest),
               metadata=BomMetaData(timestamp=_created(manifest), component=_image(manifest),
                                    properties=_build_properties(manifest)))
-    bom.metadata.tools.components.update(_tools(manifest, props))
+    bom.metadata.tools.components.update(_tools(manifest))
     parts = [*_file_components(manifest), *_deb_components(manifest),
              *_pypi_components(manifest), *_source_components(manifest)]
     bom.components.update(parts)
@@ -58,105 +57,94 @@ def sbom_from_manifest(manifest: Mapping[str, Any]) -> Bom:
     return bom
 
 
-def sbom_json(manifest: Mapping[str, Any]) -> str:
+def sbom_json(manifest: Manifest) -> str:
     return JsonV1Dot6(sbom_from_manifest(manifest)).output_as_string(indent=2) + "\n"
 
 
-def write_sbom(manifest: Mapping[str, Any], out_dir: Path) -> dict[str, str]:
+def write_sbom(manifest: Manifest, out_dir: Path) -> SbomEntry:
     """Write OUT/NAME.cdx.json; return the manifest's `sbom` entry (path and sha256)."""
     text = sbom_json(manifest).encode()
     path = out_dir / sbom_name(manifest)
     part = path.with_name(path.name + ".part")
     part.write_bytes(text)
     part.replace(path)
-    return {"path": path.name, "sha256": hashlib.sha256(text).hexdigest(), "spec": SPEC}
+    return SbomEntry(path=path.name, sha256=hashlib.sha256(text).hexdigest(), spec=SPEC)
 
 
 # -- pieces ----------------------------------------------------------------------------------------
-def _serial(manifest: Mapping[str, Any]) -> uuid.UUID:
-    props = manifest.get("properties") or {}
-    key = f"{manifest['name']}/{props.get('build-tag', '')}/{manifest.get('created', '')}"
+def _serial(manifest: Manifest) -> uuid.UUID:
+    tag = manifest.properties.get("build-tag", "")
+    key = f"{manifest.name}/{tag}/{manifest.created}"
     return uuid.uuid5(uuid.NAMESPACE_URL, f"urn:sage-image:{key}")
 
 
-def _created(manifest: Mapping[str, Any]) -> datetime:
-    try:
-        return datetime.fromisoformat(str(manifest["created"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError):
-        return datetime.fromtimestamp(0, tz=timezone.utc)
+def _created(manifest: Manifest) -> datetime:
+    return datetime.fromisoformat(manifest.created.replace("Z", "+00:00")).astimezone(timezone.utc)
 
 
-def _hashes(entry: Mapping[str, Any]) -> list[HashType]:
-    return [HashType(alg=alg, content=entry[key]) for key, alg in _HASHES.items() if entry.get(key)]
+def _hashes(entry: ImageFile) -> list[HashType]:
+    return [HashType(alg=alg, content=getattr(entry, key)) for key, alg in _HASHES.items()]
 
 
-def _image(manifest: Mapping[str, Any]) -> Component:
-    props = manifest.get("properties") or {}
-    files = manifest.get("files") or {}
-    first = next(iter(files.values()), {})
-    return Component(type=ComponentType.OPERATING_SYSTEM, name=manifest["name"],
-                     version=props.get("build-tag") or None, bom_ref=f"image:{manifest['name']}",
-                     description=(f"{manifest.get('family', '')} {manifest.get('os_version', '')} "
-                                  f"{manifest.get('variant', '')} image "
-                                  f"({manifest.get('arch', '')})").strip(),
-                     hashes=_hashes(first))
+def _image(manifest: Manifest) -> Component:
+    first = next(iter(manifest.files.values()), None)
+    return Component(type=ComponentType.OPERATING_SYSTEM, name=manifest.name,
+                     version=manifest.properties.get("build-tag") or None,
+                     bom_ref=f"image:{manifest.name}",
+                     description=(f"{manifest.family} {manifest.os_version} {manifest.variant} "
+                                  f"image ({manifest.arch})"),
+                     hashes=_hashes(first) if first else [])
 
 
-def _build_properties(manifest: Mapping[str, Any]) -> list[Property]:
-    boot = manifest.get("boot") or {}
-    layer = manifest.get("layer") or {}
-    values = {"release": manifest.get("release"), "variant": manifest.get("variant"),
-              "arch": manifest.get("arch"), "elements": " ".join(manifest.get("elements") or []),
-              "kernel": boot.get("kernel_version"), "stand-ins": ",".join(
-                  manifest.get("stand_ins") or []), "layer-only": str(bool(layer.get("only"))).lower()}
+def _build_properties(manifest: Manifest) -> list[Property]:
+    values = {"release": manifest.release, "variant": manifest.variant, "arch": manifest.arch,
+              "elements": " ".join(manifest.elements), "kernel": manifest.boot.kernel_version,
+              "stand-ins": ",".join(manifest.stand_ins),
+              "layer-only": str(manifest.layer.only).lower()}
     return [Property(name=PROP + k, value=str(v)) for k, v in values.items() if v not in (None, "")]
 
 
-def _tools(manifest: Mapping[str, Any], props: Mapping[str, str]) -> list[Component]:
-    repo = props.get("build-repo")
+def _tools(manifest: Manifest) -> list[Component]:
+    repo = manifest.properties.get("build-repo")
+    commit = manifest.properties.get("build-repo-commit")
     builder = Component(
         type=ComponentType.APPLICATION, name="sage-image", group="sage-image-builder",
-        version=str(manifest.get("builder_version") or "") or None, bom_ref="tool:sage-image",
+        version=manifest.builder_version or None, bom_ref="tool:sage-image",
         external_references=[ExternalReference(type=ExternalReferenceType.VCS, url=XsUri(repo))]
         if repo else [],
-        properties=[Property(name=PROP + "repo-commit", value=props["build-repo-commit"])]
-        if props.get("build-repo-commit") else [])
+        properties=[Property(name=PROP + "repo-commit", value=commit)] if commit else [])
     dib = Component(type=ComponentType.APPLICATION, name="diskimage-builder",
-                    version=str(manifest.get("dib_version") or "") or None,
-                    bom_ref="tool:diskimage-builder",
+                    version=manifest.dib_version or None, bom_ref="tool:diskimage-builder",
                     purl=PackageURL("pypi", name="diskimage-builder",
-                                    version=str(manifest.get("dib_version") or "") or None))
+                                    version=manifest.dib_version or None))
     return [builder, dib]
 
 
-def _file_components(manifest: Mapping[str, Any]) -> list[Component]:
-    return [Component(type=ComponentType.FILE, name=str(f["path"]), bom_ref=f"file:{fmt}",
+def _file_components(manifest: Manifest) -> list[Component]:
+    return [Component(type=ComponentType.FILE, name=f.path, bom_ref=f"file:{fmt}",
                       hashes=_hashes(f),
                       properties=[Property(name=PROP + "disk-format", value=fmt),
-                                  Property(name=PROP + "size", value=str(f.get("size", "")))])
-            for fmt, f in (manifest.get("files") or {}).items()]
+                                  Property(name=PROP + "size", value=str(f.size))])
+            for fmt, f in manifest.files.items()]
 
 
-def _deb_components(manifest: Mapping[str, Any]) -> list[Component]:
-    family = str(manifest.get("family") or "debian")
-    default_arch = str(manifest.get("arch") or "")
-    arches = manifest.get("package_arch") or {}
+def _deb_components(manifest: Manifest) -> list[Component]:
     out = []
-    for name, version in (manifest.get("packages") or {}).items():
-        arch = arches.get(name) or default_arch
-        qualifiers = {k: v for k, v in (("arch", arch), ("distro", manifest.get("release")))
-                      if v}
-        purl = PackageURL("deb", namespace=family, name=name, version=version or None,
+    for name, version in manifest.packages.items():
+        # a package the status database names without an architecture is the image's own
+        arch = manifest.package_arch.get(name) or manifest.arch
+        qualifiers = {"arch": arch, "distro": manifest.release}
+        purl = PackageURL("deb", namespace=manifest.family, name=name, version=version or None,
                           qualifiers=qualifiers)
         out.append(Component(type=ComponentType.LIBRARY, name=name, version=version or None,
                              purl=purl, bom_ref=purl.to_string(),
-                             properties=[Property(name=PROP + "arch", value=arch)] if arch else []))
+                             properties=[Property(name=PROP + "arch", value=arch)]))
     return out
 
 
-def _pypi_components(manifest: Mapping[str, Any]) -> list[Component]:
+def _pypi_components(manifest: Manifest) -> list[Component]:
     out = []
-    for name, version in (manifest.get("python_packages") or {}).items():
+    for name, version in manifest.python_packages.items():
         purl = PackageURL("pypi", name=re.sub(r"[-_.]+", "-", name).lower(),
                           version=version or None)
         out.append(Component(type=ComponentType.LIBRARY, name=name, version=version or None,
@@ -164,21 +152,19 @@ def _pypi_components(manifest: Mapping[str, Any]) -> list[Component]:
     return out
 
 
-def _source_components(manifest: Mapping[str, Any]) -> list[Component]:
+def _source_components(manifest: Manifest) -> list[Component]:
     out = []
-    for name, s in (manifest.get("sources") or {}).items():
-        url, commit = str(s.get("url") or ""), str(s.get("commit") or "")
-        stand_in = bool(s.get("stand_in"))
-        qualifiers = {"vcs_url": f"git+{url}@{commit}"} if url and "://" in url else {}
-        purl = PackageURL("generic", name=name, version=commit or None, qualifiers=qualifiers)
-        properties = {"path": s.get("path"), "pinned": s.get("pinned"),
-                      "stand-in": str(stand_in).lower(), "url": url}
+    for name, s in manifest.sources.items():
+        qualifiers = {"vcs_url": f"git+{s.url}@{s.commit}"} if "://" in s.url else {}
+        purl = PackageURL("generic", name=name, version=s.commit or None, qualifiers=qualifiers)
+        properties = {"path": s.path, "pinned": s.pinned, "stand-in": str(s.stand_in).lower(),
+                      "url": s.url}
         out.append(Component(
-            type=ComponentType.APPLICATION, name=name, version=commit or None, purl=purl,
+            type=ComponentType.APPLICATION, name=name, version=s.commit or None, purl=purl,
             bom_ref=f"source:{name}",
             description="a generated STAND-IN: the upstream was unreachable at build time"
-            if stand_in else None,
-            external_references=[ExternalReference(type=ExternalReferenceType.VCS, url=XsUri(url))]
-            if url else [],
+            if s.stand_in else None,
+            external_references=[ExternalReference(type=ExternalReferenceType.VCS,
+                                                    url=XsUri(s.url))] if s.url else [],
             properties=[Property(name=PROP + k, value=str(v)) for k, v in properties.items() if v]))
     return out

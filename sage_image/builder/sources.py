@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CommandError, SourceError
+from ..outfolder import SourceEntry
 from ..runner import run
 from .plan import PlannedSource
 
@@ -40,9 +41,9 @@ class FetchedSource:
     path: str
     stand_in: bool
 
-    def as_manifest(self) -> dict[str, object]:
-        return {"url": self.url, "commit": self.commit, "pinned": self.pinned,
-                "path": self.path, "stand_in": self.stand_in}
+    def as_manifest(self) -> SourceEntry:
+        return SourceEntry(url=self.url, commit=self.commit, pinned=self.pinned,
+                           path=self.path, stand_in=self.stand_in)
 
 
 def _git_env() -> dict[str, str]:

@@ -58,6 +58,8 @@ PARTITION_LABELS = ("gpt", "mbr")
 FILESYSTEMS = ("ext4", "xfs", "vfat")
 LAYOUT_ELEMENTS = ("block-device-efi", "block-device-gpt", "block-device-mbr")
 SIZE_RE = re.compile(r"^(\d+(MiB|GiB)|100%)$")
+SUFFIX_RE = re.compile(r"^[A-Za-z0-9-]*$")
+CONSOLE_RE = re.compile(r"^tty[A-Za-z0-9]+(,\d+)?$")
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class Arch:
     elements: tuple[str, ...]
     suffix: str
     layout: str = "mbr"
+    console: str = "ttyS0,115200"  # the kernel's serial console on this arch (manifest cmdline)
 
 
 @dataclass(frozen=True)
@@ -516,7 +519,7 @@ class _Parser:
              layouts: dict[str, Layout]) -> Arch:
         w = ("arches", name)
         a = self.mapping(raw, w, required=("dib_arch", "qemu_arch", "elements", "suffix",
-                                           "layout"))
+                                           "layout", "console"))
         arch_elements = self.choices(a["elements"], w + ("elements",), elements, "element")
         for i, element in enumerate(arch_elements):
             if element in LAYOUT_ELEMENTS:
@@ -524,8 +527,28 @@ class _Parser:
                                                      "name a layout in arches.*.layout instead")
         return Arch(name=name, dib_arch=self.string(a["dib_arch"], w + ("dib_arch",)),
                     qemu_arch=self.string(a["qemu_arch"], w + ("qemu_arch",)),
-                    elements=arch_elements, suffix=str(a["suffix"] or ""),
-                    layout=self.choice(a["layout"], w + ("layout",), layouts, "layout"))
+                    elements=arch_elements, suffix=self.suffix(a["suffix"], w + ("suffix",)),
+                    layout=self.choice(a["layout"], w + ("layout",), layouts, "layout"),
+                    console=self.console(a["console"], w + ("console",)))
+
+    def suffix(self, value: Any, where: tuple[Any, ...]) -> str:
+        """Part of image names: empty, or letters, digits and dashes (e.g. -ARM64)."""
+        text = "" if value in (None, "") else self.string(value, where)
+        if not SUFFIX_RE.match(text):
+            raise self.fail(where, f"expected letters, digits and '-' (or \"\"), got {text!r}")
+        return text
+
+    def console(self, value: Any, where: tuple[Any, ...]) -> str:
+        text = self.string(value, where)
+        if not CONSOLE_RE.match(text):
+            raise self.fail(where, f"expected a serial console like ttyS0,115200, got {text!r}")
+        return text
+
+    def url(self, value: Any, where: tuple[Any, ...]) -> str:
+        text = self.string(value, where)
+        if not re.match(r"^https?://[^\s/]+", text):
+            raise self.fail(where, f"expected an http(s) URL, got {text!r}")
+        return text
 
     def layout(self, name: str, raw: Any) -> Layout:
         w = ("layouts", name)
@@ -576,14 +599,15 @@ class _Parser:
         mirrors = self.mapping(r["mirrors"], w + ("mirrors",), required=rel_arches,
                                optional=tuple(arches))
         for arch, url in mirrors.items():
-            if not re.match(r"^https?://", self.string(url, w + ("mirrors", arch))):
-                raise self.fail(w + ("mirrors", arch), f"mirror must be an http(s) URL, got {url!r}")
+            self.url(url, w + ("mirrors", arch))
         return Release(
             name=name, family=self.choice(r["family"], w + ("family",), FAMILIES, "family"),
             element=self.choice(r["element"], w + ("element",), elements, "element"),
             version=self.string(r["version"], w + ("version",)), arches=rel_arches,
             mirrors=MappingProxyType(dict(mirrors)),
-            security_mirror=r.get("security_mirror"), env=self.env(r.get("env"), w + ("env",)),
+            security_mirror=(self.url(r["security_mirror"], w + ("security_mirror",))
+                             if "security_mirror" in r else None),
+            env=self.env(r.get("env"), w + ("env",)),
         )
 
     def variant(self, name: str, raw: Any, arches: dict[str, Arch], sources: dict[str, Source],
@@ -604,7 +628,8 @@ class _Parser:
             parent=v.get("parent"),
             elements=self.choices(v["elements"], w + ("elements",), elements, "element"),
             sources=self.choices(v.get("sources", []), w + ("sources",), sources, "source"),
-            name_template=template, min_free_gb=int(v.get("min_free_gb", 6)),
+            name_template=template,
+            min_free_gb=self.whole(v.get("min_free_gb", 6), w + ("min_free_gb",)),
             checks=(self.choices(v["checks"], w + ("checks",), checks, "check")
                     if checks is not None else self.strings(v["checks"], w + ("checks",))),
             arches=(self.choices(v["arches"], w + ("arches",), arches, "arch")

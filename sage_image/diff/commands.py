@@ -9,7 +9,7 @@ from typing import Any
 from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console
 from ..errors import UsageError
-from .diff import SECTIONS, ManifestDiff, diff_manifests, load_manifest
+from .diff import SECTIONS, ManifestDiff, diff_manifests, load_snapshot
 
 EXAMPLE = "sage-image diff out/release/bookworm-base-amd64 out/release/bookworm-sage-amd64"
 
@@ -42,12 +42,12 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
         from ..catalog import load_catalog
         from ..publish.production import production_summary
 
-        new, new_file = load_manifest(args.old)
-        old, label = production_summary(load_catalog(args.catalog), args.site, new["name"])
+        new, new_file = load_snapshot(args.old)
+        old, label = production_summary(load_catalog(args.catalog), args.site, new.name)
         result = diff_manifests(old, new, old_label=label, new_label=str(new_file))
     else:
-        old, old_file = load_manifest(args.old)
-        new, new_file = load_manifest(args.new)
+        old, old_file = load_snapshot(args.old)
+        new, new_file = load_snapshot(args.new)
         result = diff_manifests(old, new, old_label=str(old_file), new_label=str(new_file))
     show_diff(console, result)
     return 1 if args.exit_code and result.differs else 0

@@ -1,7 +1,8 @@
-"""What changed between two builds: a pure function of two manifests (docs/manifest.md).
+"""What changed between two builds: a pure function of two snapshots (docs/manifest.md).
 
-Either side may also be the summary publish stored on a Glance image (publish/record.py): it
-has the same keys, fewer of them, and this code reads every key with .get.
+A `Snapshot` is the part of a manifest a diff compares. It is made from a build's manifest, or
+read from the summary publish stored on a Glance image (publish/record.py), which holds exactly
+a snapshot: so both sides are the same type, and a missing field is an error, not a guess.
 
 Debian versions are ordered with python-debian's `version_compare` (dpkg's algorithm in pure
 Python: epochs, `~`, revisions) - not string order, where 1.10 < 1.9. It needs neither the
@@ -13,21 +14,66 @@ order, falling back to "changed" for versions it cannot parse.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from debian.debian_support import version_compare
 from packaging.version import InvalidVersion, Version
 
 from ..errors import UsageError
-from ..outfolder import IDENTITY_KEYS, MANIFEST, manifest_path, read_json
+from ..outfolder import MANIFEST, ImageIdentity, Manifest, manifest_path, read_manifest
 
 # Sections, in the order the table shows them.
 SECTIONS = ("image", "element", "check", "size", "source", "package", "python")
 # Single-valued facts compared as "changed": the image's identity, then what built it;
 # kernel is the image's vmlinuz version.
-FIELDS = (*IDENTITY_KEYS, "kernel", "builder_version", "dib_version")
+FIELDS = (*(f.name for f in fields(ImageIdentity)), "kernel", "builder_version", "dib_version")
+
+
+class SourcePin(msgspec.Struct, frozen=True, kw_only=True):
+    url: str
+    commit: str
+    stand_in: bool
+
+
+class FileSize(msgspec.Struct, frozen=True, kw_only=True):
+    size: int
+
+
+class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+    """What a diff compares of a build (and what publish records on its image)."""
+
+    name: str
+    release: str
+    variant: str
+    arch: str
+    family: str
+    os_version: str
+    kernel: str | None = None  # the image's vmlinuz version (a summary omits an unknown one)
+    builder_version: str
+    dib_version: str
+    created: str
+    elements: tuple[str, ...]
+    checks: tuple[str, ...]
+    sources: dict[str, SourcePin]
+    stand_ins: tuple[str, ...]
+    packages: dict[str, str]
+    python_packages: dict[str, str]
+    files: dict[str, FileSize]
+
+    @classmethod
+    def of(cls, m: Manifest) -> Snapshot:
+        return cls(name=m.name, release=m.release, variant=m.variant, arch=m.arch,
+                   family=m.family, os_version=m.os_version, kernel=m.boot.kernel_version,
+                   builder_version=m.builder_version, dib_version=m.dib_version,
+                   created=m.created, elements=m.elements, checks=m.checks,
+                   sources={n: SourcePin(url=s.url, commit=s.commit, stand_in=s.stand_in)
+                            for n, s in m.sources.items()},
+                   stand_ins=m.stand_ins, packages=m.packages,
+                   python_packages=m.python_packages,
+                   files={fmt: FileSize(size=f.size) for fmt, f in m.files.items()})
 
 
 @dataclass(frozen=True)
@@ -85,42 +131,36 @@ def _plain(change: Change) -> dict[str, Any]:
     return {k: v for k, v in asdict(change).items() if k != "section"}
 
 
-def diff_manifests(old: Mapping[str, Any], new: Mapping[str, Any], *, old_label: str = "A",
+def diff_manifests(old: Snapshot, new: Snapshot, *, old_label: str = "A",
                    new_label: str = "B") -> ManifestDiff:
-    changes = [*_fields(old, new), *_sets("element", old.get("elements"), new.get("elements")),
-               *_sets("check", old.get("checks"), new.get("checks")), *_sizes(old, new),
-               *_sources(old.get("sources") or {}, new.get("sources") or {}),
-               *_versions("package", old.get("packages") or {}, new.get("packages") or {},
-                          _debian_order),
-               *_versions("python", old.get("python_packages") or {},
-                          new.get("python_packages") or {}, _python_order)]
+    changes = [*_fields(old, new), *_sets("element", old.elements, new.elements),
+               *_sets("check", old.checks, new.checks), *_sizes(old, new),
+               *_sources(old.sources, new.sources),
+               *_versions("package", old.packages, new.packages, _debian_order),
+               *_versions("python", old.python_packages, new.python_packages, _python_order)]
     return ManifestDiff(old=old_label, new=new_label, changes=tuple(changes))
 
 
-def kernel_of(manifest: Mapping[str, Any]) -> str | None:
-    return (manifest.get("boot") or {}).get("kernel_version") or manifest.get("kernel")
-
-
-def _fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+def _fields(old: Snapshot, new: Snapshot) -> list[Change]:
     out = []
     for field in FIELDS:
-        a, b = ((kernel_of(m) if field == "kernel" else m.get(field)) for m in (old, new))
+        a, b = getattr(old, field), getattr(new, field)
         if a != b and not (a is None or b is None):
             out.append(Change("image", field, "changed", str(a), str(b)))
     return out
 
 
-def _sets(section: str, old: Any, new: Any) -> list[Change]:
-    a, b = list(old or []), list(new or [])
+def _sets(section: str, a: tuple[str, ...], b: tuple[str, ...]) -> list[Change]:
     return ([Change(section, x, "added", None, x) for x in b if x not in a]
             + [Change(section, x, "removed", x, None) for x in a if x not in b])
 
 
-def _sizes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
-    a, b = old.get("files") or {}, new.get("files") or {}
+def _sizes(old: Snapshot, new: Snapshot) -> list[Change]:
+    a = {fmt: f.size for fmt, f in old.files.items()}
+    b = {fmt: f.size for fmt, f in new.files.items()}
     out = []
     for fmt in sorted(set(a) | set(b)):
-        sa, sb = (a.get(fmt) or {}).get("size"), (b.get(fmt) or {}).get("size")
+        sa, sb = a.get(fmt), b.get(fmt)
         if sa == sb:
             continue
         kind = ("added" if sa is None else "removed" if sb is None
@@ -130,7 +170,7 @@ def _sizes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     return out
 
 
-def _sources(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
+def _sources(old: Mapping[str, SourcePin], new: Mapping[str, SourcePin]) -> list[Change]:
     out = []
     for name in sorted(set(old) | set(new)):
         a, b = old.get(name), new.get(name)
@@ -143,21 +183,20 @@ def _sources(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:
     return out
 
 
-def _pin(source: Mapping[str, Any]) -> str:
-    stand_in = " (stand-in)" if source.get("stand_in") else ""
-    return f"{source.get('commit', '')}{stand_in} {source.get('url', '')}".strip()
+def _pin(source: SourcePin) -> str:
+    stand_in = " (stand-in)" if source.stand_in else ""
+    return f"{source.commit}{stand_in} {source.url}".strip()
 
 
-def _source_change(name: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> list[Change]:
+def _source_change(name: str, a: SourcePin, b: SourcePin) -> list[Change]:
     out = []
-    if a.get("commit") != b.get("commit"):
-        out.append(Change("source", name, "re-pinned", a.get("commit"), b.get("commit")))
-    if a.get("url") != b.get("url"):
-        out.append(Change("source", name, "moved", a.get("url"), b.get("url")))
-    if bool(a.get("stand_in")) != bool(b.get("stand_in")):
-        out.append(Change("source", name, "now a stand-in" if b.get("stand_in") else "now real",
-                          str(bool(a.get("stand_in"))).lower(),
-                          str(bool(b.get("stand_in"))).lower()))
+    if a.commit != b.commit:
+        out.append(Change("source", name, "re-pinned", a.commit, b.commit))
+    if a.url != b.url:
+        out.append(Change("source", name, "moved", a.url, b.url))
+    if a.stand_in != b.stand_in:
+        out.append(Change("source", name, "now a stand-in" if b.stand_in else "now real",
+                          str(a.stand_in).lower(), str(b.stand_in).lower()))
     return out
 
 
@@ -192,15 +231,11 @@ def _versions(section: str, old: Mapping[str, str], new: Mapping[str, str],
 
 
 # -- reading a side ------------------------------------------------------------------------------
-def load_manifest(path: Path) -> tuple[dict[str, Any], Path]:
-    """A build output folder or a manifest.json -> (manifest, its file). Bad input: UsageError."""
+def load_snapshot(path: Path) -> tuple[Snapshot, Path]:
+    """A build output folder or a manifest.json -> (its snapshot, the manifest file)."""
     file = manifest_path(path) if path.is_dir() else path
     if not file.exists():
         what = f"no {MANIFEST} in" if path.is_dir() else "not found:"
         raise UsageError(f"{what} {path}",
                          hint=f"give a folder 'sage-image build' wrote, or its {MANIFEST}")
-    data = read_json(file)
-    if data.get("schema") != 1 or "name" not in data:
-        raise UsageError(f"{file}: not a sage-image manifest (expected schema 1 with a name)",
-                         hint="see docs/manifest.md")
-    return data, file
+    return Snapshot.of(read_manifest(file)), file

@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..catalog.model import VISIBILITIES, load_catalog
-from ..cli_common import add_catalog_flag, add_command, add_json_flag, comma_list, duration_days
+from ..cli_common import (
+    add_catalog_flag,
+    add_checks_file_flag,
+    add_command,
+    add_json_flag,
+    comma_list,
+    duration_days,
+)
 from ..console import Console
 from . import describe, lifecycle
 from . import publish as pub
@@ -34,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="publish without passing 'sage-image test' results (marks the image)")
     p.add_argument("--dry-run", action="store_true", help="show what each site would do, change nothing")
     add_catalog_flag(p)
+    add_checks_file_flag(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_publish)
 
@@ -75,7 +83,8 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
     catalog = load_catalog(args.catalog)
     request = pub.PublishRequest(output_dir=args.output_dir, sites=args.sites,
                                  all_sites=args.all_sites, visibility=args.visibility,
-                                 untested=args.untested, dry_run=args.dry_run)
+                                 untested=args.untested, dry_run=args.dry_run,
+                                 definitions=args.checks_file)
     output, targets = pub.prepare(catalog, request)
     planned = pub.plan_all(catalog, request, output, targets)
     if not console.json_mode:

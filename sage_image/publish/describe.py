@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from ..console import Console
-from ..outfolder import read_published
-from .output import BuildOutput, load_output
+from ..outfolder import Manifest, SitePublication, read_manifest, read_published
 
 # Packages a Sage user asks about first, shown when the build recorded them.
 KEY_PACKAGES = ("docker.io", "docker-ce", "docker-compose", "docker-compose-v2", "containerd",
@@ -34,55 +34,51 @@ def appliance_id_key(site: str) -> str:
     return site.lower().replace("@", "_").replace("-", "_") + "_appliance_id"
 
 
-def describe(output: BuildOutput) -> dict[str, Any]:
-    m, image = output.raw, output.identity
-    published = read_published(output.root)
-    sources = {name: {"url": s.get("url"), "commit": s.get("commit"), "path": s.get("path"),
-                      "stand_in": bool(s.get("stand_in"))}
-               for name, s in (m.get("sources") or {}).items()}
-    packages = {k: v for k, v in (m.get("packages") or {}).items() if k in KEY_PACKAGES}
+def describe(root: Path, m: Manifest) -> dict[str, Any]:
+    image = m.identity
+    published = read_published(root).sites
+    sources = {name: {"url": s.url, "commit": s.commit, "path": s.path, "stand_in": s.stand_in}
+               for name, s in m.sources.items()}
+    packages = {k: v for k, v in m.packages.items() if k in KEY_PACKAGES}
     doc: dict[str, Any] = {
         "name": image.name,
         "description": (f"{image.family.title()} {image.os_version} ({image.arch}) with "
                         "Virtual Waggle, Beehive, the Sage Edge Code Repository and Docker "
                         "for the cc user." if image.variant != "base" else
                         f"Chameleon {image.family.title()} {image.os_version} base image."),
-        "version": output.build_tag,
-        "build": {k: output.properties.get(k) for k in (
+        "version": m.properties.get("build-tag", ""),
+        "build": {k: m.properties.get(k) for k in (
             "build-tag", "build-timestamp", "build-repo", "build-repo-commit", "build-release",
             "build-variant", "build-arch")},
         "login": {"user": "cc", "how": "ssh cc@FLOATING_IP with the key pair chosen at launch"},
         "sources": sources,
-        "stand_ins": list(m.get("stand_ins") or []),
+        "stand_ins": list(m.stand_ins),
         "packages": packages,
-        "sites": {site: {"image_id": p.get("image_id"), "name": p.get("name")}
+        "sites": {site: {"image_id": p.image_id, "name": p.name}
                   for site, p in sorted(published.items())},
         "whats_new": whats_new(published),
         "keywords": ["sage", "waggle", "virtual-waggle", "beehive", "docker", image.family],
     }
-    doc.update({appliance_id_key(site): p.get("image_id") for site, p in published.items()})
+    doc.update({appliance_id_key(site): p.image_id for site, p in published.items()})
     doc["documentation"] = render_markdown(doc)
     return doc
 
 
-def whats_new(published: Mapping[str, Any]) -> dict[str, Any]:
+def whats_new(published: Mapping[str, SitePublication]) -> dict[str, Any]:
     """Per site: the changes against the image this build replaced there (publish records them
     in published.json), or that it is the first version there."""
     out: dict[str, Any] = {}
     for site, entry in sorted(published.items()):
-        if "previous" not in entry:
-            continue  # published by a sage-image that did not record it
-        previous = entry["previous"]
+        previous = entry.previous
         if previous is None:
             out[site] = {"first": True, "summary": "the first version at this site"}
-        elif "changes" not in previous:
-            out[site] = {"replaced": previous.get("image_id"),
-                         "summary": previous.get("error", "changes unknown")}
+        elif previous.changes is None:
+            out[site] = {"replaced": previous.image_id,
+                         "summary": previous.error or "changes unknown"}
         else:
-            changes = previous["changes"]
-            out[site] = {"replaced": previous.get("image_id"),
-                         "replaced_version": previous.get("build_tag"),
-                         "summary": changes.get("summary", ""), "changes": changes.get("changes", {})}
+            out[site] = {"replaced": previous.image_id, "replaced_version": previous.build_tag,
+                         "summary": previous.changes["summary"],
+                         "changes": previous.changes["changes"]}
     return out
 
 
@@ -148,9 +144,9 @@ def render_markdown(doc: Mapping[str, Any]) -> str:
 
 
 def cmd_describe(args: argparse.Namespace, console: Console) -> int:
-    output = load_output(args.output_dir)
-    doc = describe(output)
-    md_path, json_path = output.root / "appliance.md", output.root / "appliance.json"
+    root = args.output_dir
+    doc = describe(root, read_manifest(root))
+    md_path, json_path = root / "appliance.md", root / "appliance.json"
     md_path.write_text(doc["documentation"])
     json_path.write_text(json.dumps(doc, indent=2, sort_keys=True))
     if console.json_mode:

@@ -10,9 +10,9 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any
 
 from ..catalog.model import Publish
+from ..outfolder import Manifest
 from .clouds import SiteTarget
 from .output import BuildOutput, ImageFile
 from .record import record_properties
@@ -74,25 +74,24 @@ def image_properties(output: BuildOutput, policy: Publish, *, untested: bool) ->
     Nova) reads: distro, version, architecture, firmware, login user."""
     props = dict(output.properties)
     props.update({"os_distro": output.identity.family, "os_version": output.identity.os_version,
-                  "hw_architecture": str(output.raw.get("qemu_arch", output.identity.arch)),
-                  "os_admin_user": "cc"})
-    firmware = image_firmware(output.raw)
+                  "hw_architecture": output.manifest.qemu_arch, "os_admin_user": "cc"})
+    firmware = image_firmware(output.manifest)
     if firmware:
         props["hw_firmware_type"] = firmware
     props.update(policy.properties)
     # what `sage-image diff --site` and the next publish compare with (publish/record.py)
-    props.update(record_properties(output.raw, output.manifest_sha256))
+    props.update(record_properties(output.manifest, output.manifest_sha256))
     if untested:
         props[PROP_UNTESTED] = "true"
     return props
 
 
-def image_firmware(manifest: Mapping[str, Any]) -> str | None:
+def image_firmware(manifest: Manifest) -> str | None:
     """hw_firmware_type from the layout the image was built with: set only for an image that
     boots one way (uefi on ARM); a hybrid BIOS+UEFI image sets none, as Chameleon's do, so
     Nova boots it however the node boots. A manifest without a layout claims nothing."""
-    firmware = (manifest.get("layout") or {}).get("firmware") or []
-    return str(firmware[0]) if len(firmware) == 1 else None
+    firmware = manifest.layout.firmware if manifest.layout else ()
+    return firmware[0] if len(firmware) == 1 else None
 
 
 def backdate_name(scheme: str, image: SiteImage, production_name: str,

@@ -8,16 +8,17 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from ..boottest.checks.model import load_checks
 from ..catalog.model import Catalog
 from ..console import Console
-from ..diff.diff import diff_manifests
+from ..diff.diff import Snapshot, diff_manifests
 from ..errors import UsageError
-from ..outfolder import read_published
+from ..outfolder import PreviousImage, SitePublication, read_published, write_published
 from .apply import SiteResult, _reason, apply_plan
 from .clouds import SiteTarget, connect, resolve_targets, select_sites
-from .output import BuildOutput, load_output, write_published
+from .output import BuildOutput, load_output
 from .plan import Action, SitePlan, plan_site
 from .progress import SiteBars
 from .record import RecordError, summary_from_properties
@@ -35,6 +36,7 @@ class PublishRequest:
     visibility: str | None
     untested: bool
     dry_run: bool
+    definitions: Path | None = None  # check definitions the gate asks about (default: shipped)
 
 
 @dataclass(frozen=True)
@@ -47,19 +49,20 @@ class Planned:
 
 def prepare(catalog: Catalog, request: PublishRequest) -> tuple[BuildOutput, list[SiteTarget]]:
     """Everything that can be checked before any site is contacted (bad input -> exit 2)."""
-    output = load_output(request.output_dir)
-    default = tuple(output.raw.get("sites") or ())
+    output = load_output(request.output_dir, catalog=catalog,
+                         definitions=load_checks(request.definitions))
+    default = output.manifest.sites
     sites = select_sites(catalog, request.sites, all_sites=request.all_sites, default=default)
-    targets = resolve_targets(catalog, sites)
     if not request.untested:
-        # Every site gets tested bytes, or none is contacted.
-        refused = [(t.name, why) for t in targets if (why := output.test.refusal(t.disk_format))]
+        # Every site gets tested bytes, or none is contacted (nor its credentials read).
+        refused = [(s.name, why) for s in sites
+                   if (why := output.test.refusal(catalog.site_kinds[s.kind].disk_format))]
         if refused:
             where = "" if not output.test.passed else f" to {refused[0][0]}"
             raise UsageError(f"refusing to publish {output.identity.name}{where}: {refused[0][1]}",
                              hint="pass --untested to publish anyway (the image is then "
                                   "marked sage-image-untested=true)")
-    return output, targets
+    return output, resolve_targets(catalog, sites)
 
 
 def plan_all(catalog: Catalog, request: PublishRequest, output: BuildOutput,
@@ -122,39 +125,37 @@ def record(output: BuildOutput, planned: Sequence[Planned], results: Sequence[Si
     """OUT/published.json: where this build is production now, and what changed against the
     image it replaced there (read by `describe` and the release report)."""
     by_site = {p.target.name: p for p in planned}
-    earlier = read_published(output.root)
+    earlier = read_published(output.root).sites
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     entries = {}
     for r in results:
         if not r.image_id or r.status not in ("published", "up to date"):
             continue
-        entry = {"image_id": r.image_id, "name": output.identity.name, "cloud": by_site[r.site].target.cloud,
-                 "status": r.status, "time": now}
         if r.status == "published":
             plan = by_site[r.site].plan
-            entry["previous"] = previous_entry(output, plan.current if plan else None, r.site)
-        elif "previous" in earlier.get(r.site, {}):  # unchanged: what was new still is
-            entry["previous"] = earlier[r.site]["previous"]
-        entries[r.site] = entry
+            previous = previous_entry(output, plan.current if plan else None, r.site)
+        else:  # unchanged: what was new still is
+            previous = earlier[r.site].previous if r.site in earlier else None
+        entries[r.site] = SitePublication(
+            image_id=r.image_id, name=output.identity.name, cloud=by_site[r.site].target.cloud,
+            status=r.status, time=now, previous=previous)
     if entries:
         write_published(output.root, entries)
 
 
 def previous_entry(output: BuildOutput, replaced: SiteImage | None,
-                   site: str) -> dict[str, Any] | None:
+                   site: str) -> PreviousImage | None:
     """The image this publish replaced and the changes since it; None: the first version."""
     if replaced is None:
         return None
-    entry: dict[str, Any] = {"image_id": replaced.id,
-                             "build_tag": replaced.properties.get("build-tag")}
+    build_tag = replaced.properties.get("build-tag")
     try:
         old = summary_from_properties(replaced.properties, where=f"{site} image {replaced.id}")
     except RecordError as exc:
-        entry["error"] = exc.message
-        return entry
-    entry["changes"] = diff_manifests(old, output.raw, old_label=f"{site}: {replaced.id}",
-                                      new_label=output.identity.name).as_json()
-    return entry
+        return PreviousImage(image_id=replaced.id, build_tag=build_tag, error=exc.message)
+    changes = diff_manifests(old, Snapshot.of(output.manifest), old_label=f"{site}: {replaced.id}",
+                             new_label=output.identity.name).as_json()
+    return PreviousImage(image_id=replaced.id, build_tag=build_tag, changes=changes)
 
 
 def result_rows(results: Sequence[SiteResult]) -> list[tuple[str, ...]]:

@@ -9,7 +9,7 @@ packages: 20-40 KB) does not fit one property, so publish stores:
   images can be told to have the same packages without reading the list;
 - `sage-sbom-sha256`: the sha256 of its CycloneDX SBOM, when the build wrote one;
 - `sage-summary-00` ... `sage-summary-NN` and `sage-summary-chunks`: the part of the manifest
-  `sage-image diff` compares (`SUMMARY_KEYS`: packages, Python packages, sources, elements,
+  `sage-image diff` compares (its `Snapshot`: packages, Python packages, sources, elements,
   checks, kernel, file sizes ...), as compact JSON, xz-compressed, base64, cut into 255-char
   chunks. The bookworm sage image (322 packages) takes 20 chunks, 777 packages 34 (8.5 KB).
   More than MAX_CHUNKS are not stored (the digests still are) rather than fail a publish over
@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import lzma
 from collections.abc import Mapping
-from typing import Any
 
+import msgspec
+
+from ..diff.diff import Snapshot
 from ..errors import UsageError
+from ..outfolder import Manifest
 
 PROP_MANIFEST_SHA = "sage-manifest-sha256"
 PROP_PACKAGES_SHA = "sage-packages-sha256"
@@ -38,51 +40,35 @@ PROP_CHUNKS = "sage-summary-chunks"
 CHUNK_PREFIX = "sage-summary-"
 CHUNK_CHARS = 255  # Glance's limit per property value
 MAX_CHUNKS = 90  # the default quota is 128 properties; ~25 are provenance and Nova hints
-SUMMARY_KEYS = ("schema", "name", "release", "variant", "arch", "family", "os_version",
-                "elements", "checks", "sources", "stand_ins", "packages", "python_packages",
-                "builder_version", "dib_version", "created")
 
 
 class RecordError(UsageError):
     """A stored summary is missing or damaged."""
 
 
-def packages_digest(manifest: Mapping[str, Any]) -> str:
-    lines = "".join(f"{n}={v}\n" for n, v in sorted((manifest.get("packages") or {}).items()))
+def packages_digest(packages: Mapping[str, str]) -> str:
+    lines = "".join(f"{n}={v}\n" for n, v in sorted(packages.items()))
     return hashlib.sha256(lines.encode()).hexdigest()
 
 
-def summary_of(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    summary = {k: manifest[k] for k in SUMMARY_KEYS if k in manifest}
-    summary["sources"] = {n: {k: s.get(k) for k in ("url", "commit", "stand_in")}
-                          for n, s in (manifest.get("sources") or {}).items()}
-    kernel = (manifest.get("boot") or {}).get("kernel_version")
-    if kernel:
-        summary["kernel"] = kernel
-    summary["files"] = {fmt: {"size": f.get("size")} for fmt, f in
-                        (manifest.get("files") or {}).items()}
-    return summary
-
-
-def record_properties(manifest: Mapping[str, Any], manifest_sha256: str) -> dict[str, str]:
-    props = {PROP_MANIFEST_SHA: manifest_sha256, PROP_PACKAGES_SHA: packages_digest(manifest)}
-    sbom = manifest.get("sbom") or {}
-    if sbom.get("sha256"):
-        props[PROP_SBOM_SHA] = str(sbom["sha256"])
-    chunks = encode_summary(summary_of(manifest))
+def record_properties(manifest: Manifest, manifest_sha256: str) -> dict[str, str]:
+    props = {PROP_MANIFEST_SHA: manifest_sha256, PROP_PACKAGES_SHA: packages_digest(manifest.packages)}
+    if manifest.sbom:
+        props[PROP_SBOM_SHA] = manifest.sbom.sha256
+    chunks = encode_summary(Snapshot.of(manifest))
     if len(chunks) <= MAX_CHUNKS:
         props[PROP_CHUNKS] = str(len(chunks))
         props.update({f"{CHUNK_PREFIX}{i:02d}": c for i, c in enumerate(chunks)})
     return props
 
 
-def encode_summary(summary: Mapping[str, Any]) -> list[str]:
-    text = json.dumps(summary, sort_keys=True, separators=(",", ":")).encode()
+def encode_summary(summary: Snapshot) -> list[str]:
+    text = msgspec.json.encode(summary, order="sorted")
     packed = base64.b64encode(lzma.compress(text, preset=9 | lzma.PRESET_EXTREME)).decode()
     return [packed[i:i + CHUNK_CHARS] for i in range(0, len(packed), CHUNK_CHARS)]
 
 
-def summary_from_properties(props: Mapping[str, str], *, where: str) -> dict[str, Any]:
+def summary_from_properties(props: Mapping[str, str], *, where: str) -> Snapshot:
     """The summary publish stored on an image; RecordError if it has none or it is damaged."""
     if PROP_CHUNKS not in props:
         raise RecordError(f"{where} has no recorded manifest summary (published by an older "
@@ -92,11 +78,11 @@ def summary_from_properties(props: Mapping[str, str], *, where: str) -> dict[str
     try:
         count = int(props[PROP_CHUNKS])
         packed = "".join(props[f"{CHUNK_PREFIX}{i:02d}"] for i in range(count))
-        summary = json.loads(lzma.decompress(base64.b64decode(packed)))
-    except (KeyError, ValueError, lzma.LZMAError) as exc:
+        summary = msgspec.json.decode(lzma.decompress(base64.b64decode(packed)), type=Snapshot)
+    except (KeyError, ValueError, lzma.LZMAError, msgspec.DecodeError) as exc:
         raise RecordError(f"{where}: the recorded manifest summary is damaged ({exc})") from exc
     digest = props.get(PROP_PACKAGES_SHA)
-    if not isinstance(summary, dict) or (digest and packages_digest(summary) != digest):
+    if digest and packages_digest(summary.packages) != digest:
         raise RecordError(f"{where}: the recorded manifest summary does not match its "
                           f"{PROP_PACKAGES_SHA}")
     return summary

@@ -15,7 +15,13 @@ from typing import Any
 from ..builder.cache import default_cache_root
 from ..catalog import load_catalog
 from ..catalog.model import as_plain
-from ..cli_common import add_catalog_flag, add_command, add_json_flag, comma_list
+from ..cli_common import (
+    add_catalog_flag,
+    add_checks_file_flag,
+    add_command,
+    add_json_flag,
+    comma_list,
+)
 from ..console import Console, format_seconds
 from ..errors import UsageError
 from . import ci_commands
@@ -51,6 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pip-index-url", default=None, metavar="URL",
                    help="Python package index for every build (a mirror; default: PyPI)")
     add_catalog_flag(p)
+    add_checks_file_flag(p)
     add_json_flag(p)
     p.set_defaults(func=cmd_release)
 
@@ -129,10 +136,13 @@ def cmd_release(args: argparse.Namespace, console: Console) -> int:
                              jobs=args.jobs or default_jobs(cache), publish=args.publish,
                              test=not args.no_test, allow_stand_ins=args.allow_stand_ins,
                              sources=tuple(args.source), catalog=args.catalog,
-                             pip_index_url=args.pip_index_url)
+                             checks_file=args.checks_file, pip_index_url=args.pip_index_url)
     if args.dry_run:
         return show_plan(console, plan, options)
     fetch_release_sources(catalog, plan, options, warn=console.warn)
+    for job in release_jobs(plan, options):
+        if job.note and not console.json_mode:
+            console.info(f"{job.id}: {job.note}")
     started = time.monotonic()
     states = run_release(plan, options, on_change=_live(console, started),
                          on_tick=_heartbeat(console, started))
@@ -143,8 +153,9 @@ def show_plan(console: Console, plan: ReleasePlan, options: ReleaseOptions) -> i
     jobs = release_jobs(plan, options)
     if console.json_mode:
         console.json({"images": as_plain(plan.images), "publishes": as_plain(plan.publishes),
-                      "graph": plan.graph(), "jobs": {j.id: {"needs": list(j.needs),
-                                                             "cached": j.cached} for j in jobs}})
+                      "graph": plan.graph(),
+                      "jobs": {j.id: {"needs": list(j.needs), "cached": j.cached,
+                                      "note": j.note} for j in jobs}})
         return 0
     console.table(["IMAGE", "NAME", "BUILDS ON", "SITES", "LAYER", "NOW"],
                   [(i.key, i.name, i.parent or "debootstrap",

@@ -17,7 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from ..outfolder import manifest_path, read_manifest, read_published, read_results
+from ..outfolder import (
+    ContractError,
+    Manifest,
+    SitePublication,
+    TestResults,
+    manifest_path,
+    read_manifest,
+    read_published,
+    read_results,
+    results_path,
+)
 
 RELEASE_FILE = "release.json"
 STATUSES = ("ok", "failed", "skipped")
@@ -87,9 +97,9 @@ class ReleaseData:
     """What is on disk, unvalidated beyond being JSON of the right shape."""
 
     release: Mapping[str, Any]
-    manifests: Mapping[str, Mapping[str, Any]]  # image key -> its manifest
-    tests: Mapping[str, Mapping[str, Any]]  # image key -> its test results
-    published: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # key -> sites
+    manifests: Mapping[str, Manifest]  # image key -> its manifest
+    tests: Mapping[str, TestResults]  # image key -> its test results
+    published: Mapping[str, Mapping[str, SitePublication]] = field(default_factory=dict)
 
 
 # -- reading -------------------------------------------------------------------------------------
@@ -122,9 +132,13 @@ def load_release(folder: Path) -> ReleaseData:
         out = folder / key
         if manifest_path(out).is_file():  # absent when the build failed
             manifests[key] = read_manifest(out)
-        if (results := read_results(out)) is not None:
+        try:
+            results = read_results(results_path(out))
+        except ContractError:  # another sage-image's results: not a test of this one
+            results = None
+        if results is not None:
             tests[key] = results
-        published[key] = read_published(out)  # {} before (or without) publishing
+        published[key] = read_published(out).sites  # {} before (or without) publishing
     return ReleaseData(release=release, manifests=manifests, tests=tests, published=published)
 
 
@@ -156,17 +170,17 @@ def build_report(data: ReleaseData, formats: Mapping[str, str]) -> Report:
 def _row(image: Mapping[str, Any], jobs: Mapping[str, Any], data: ReleaseData,
          sites: tuple[str, ...], formats: Mapping[str, str]) -> Row:
     key = image["key"]
-    manifest = data.manifests.get(key, {})
-    props = manifest.get("properties", {})
+    manifest = data.manifests.get(key)  # None: not built
+    props = manifest.properties if manifest else {}
     test, detail = _test(data.tests.get(key), manifest, _job(jobs, f"test:{key}"))
-    files = {fmt: FileInfo(fmt, int(f.get("size", 0)), str(f.get("sha256", "")))
-             for fmt, f in manifest.get("files", {}).items()}
+    files = {fmt: FileInfo(fmt, f.size, f.sha256)
+             for fmt, f in (manifest.files if manifest else {}).items()}
     cells = tuple(_with_news(_cell(key, site, image.get("sites", []), jobs, files, formats),
                              data.published.get(key, {}).get(site))
                   for site in sites)
-    return Row(key=key, name=str(manifest.get("name") or image.get("name", key)),
+    return Row(key=key, name=manifest.name if manifest else str(image.get("name", key)),
                requested=bool(image.get("requested", True)),
-               version=_when(props.get("build-timestamp")), build_tag=str(props.get("build-tag", "")),
+               version=_when(props.get("build-timestamp")), build_tag=props.get("build-tag", ""),
                test=test, test_detail=detail, build=_job(jobs, f"build:{key}"), cells=cells)
 
 
@@ -178,23 +192,25 @@ def _when(timestamp: Any) -> str:
     return moment.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def _test(results: Mapping[str, Any] | None, manifest: Mapping[str, Any],
+def _test(results: TestResults | None, manifest: Manifest | None,
           job: JobResult) -> tuple[str, str]:
     if results is None:
         return "not run", job.reason or ""
-    checks = results.get("checks", [])
-    passed = sum(1 for c in checks if c.get("passed"))
-    shas = {f.get("sha512") for f in manifest.get("files", {}).values()}
-    if results.get("tested_sha512") not in shas:  # the image was rebuilt after this test
+    checks = results.checks
+    passed = sum(1 for c in checks if c.passed)
+    shas = {f.sha512 for f in manifest.files.values()} if manifest else set()
+    if results.tested_sha512 not in shas:  # the image was rebuilt after this test
         return "stale", "results are for other bytes than this build"
-    if results.get("passed") and not results.get("qualifies_for_publish", False):
+    if results.passed and results.restricted_by:
         # a pass of chosen checks (or of a VM left running) is not a pass of the image
-        restricted = " ".join(results.get("restricted_by") or ()) or "an older results file"
-        return "partial", f"{passed}/{len(checks)} checks passed; not for publishing ({restricted})"
-    if results.get("passed"):
-        return "passed", f"{passed}/{len(checks)} checks, boot {results.get('boot_seconds', 0):.0f}s"
-    first = next((c for c in checks if not c.get("passed")), {})
-    return "failed", f"{first.get('name', '?')}: {first.get('reason') or 'failed'}"
+        return "partial", (f"{passed}/{len(checks)} checks passed; not for publishing "
+                           f"({' '.join(results.restricted_by)})")
+    if results.passed:
+        return "passed", f"{passed}/{len(checks)} checks, boot {results.boot_seconds or 0:.0f}s"
+    first = next((c for c in checks if not c.passed), None)
+    if first is None:
+        return "failed", results.error or "failed"
+    return "failed", f"{first.name}: {first.reason or 'failed'}"
 
 
 def _cell(key: str, site: str, carried: list[str], jobs: Mapping[str, Any],
@@ -211,17 +227,16 @@ def _cell(key: str, site: str, carried: list[str], jobs: Mapping[str, Any],
     return Cell(site=site, state=state, file=file, publish=job)
 
 
-def _with_news(cell: Cell, published: Mapping[str, Any] | None) -> Cell:
+def _with_news(cell: Cell, published: SitePublication | None) -> Cell:
     """Add what publish recorded as new at this site (against the image it replaced)."""
-    if cell.state not in ("published", "up to date") or not published \
-            or "previous" not in published:
+    if cell.state not in ("published", "up to date") or published is None:
         return cell
-    previous = published["previous"]
+    previous = published.previous
     if previous is None:
         return replace(cell, whats_new="the first version at this site")
-    if "changes" not in previous:
-        return replace(cell, whats_new=str(previous.get("error") or "changes unknown"))
-    changes = previous["changes"]
+    if previous.changes is None:
+        return replace(cell, whats_new=previous.error or "changes unknown")
+    changes = previous.changes
     rows = tuple((section, str(c.get("name", "")), str(c.get("kind", "")), str(c.get("old") or ""),
                   str(c.get("new") or ""))
                  for section, items in (changes.get("changes") or {}).items() for c in items)

@@ -11,12 +11,13 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ..boottest.checks.model import load_checks, select_checks
+from ..boottest.checks.model import CheckDef, load_checks
 from ..builder.plan import BuildRequest, parse_source_override, plan_build
 from ..builder.sources import SourceCache, fetch_sources
 from ..catalog.model import Catalog, as_plain, load_catalog
@@ -24,7 +25,7 @@ from ..console import PROGRESS_LINES_ENV
 from ..errors import UsageError
 from ..folders import check_folder, make_folder
 from ..outfolder import manifest_path
-from ..publish.output import load_output, read_test_status
+from ..publish.output import load_output
 from .plan import ImageJob, ReleasePlan
 from .scheduler import Job, JobState, Scheduler
 
@@ -42,6 +43,7 @@ class ReleaseOptions:
     allow_stand_ins: bool = False
     sources: tuple[str, ...] = ()  # --source NAME=URL[@COMMIT], passed to every build
     catalog: Path | None = None
+    checks_file: Path | None = None  # check definitions for the tests and publish's gate
     untested: bool = False
     pip_index_url: str | None = None  # passed to every build
 
@@ -81,15 +83,16 @@ def build_args(plan: ReleasePlan, image: ImageJob, *, out: str, cache: str) -> l
 
 def release_jobs(plan: ReleasePlan, options: ReleaseOptions) -> list[Job]:
     parents = {i.parent for i in plan.images if i.parent}
+    catalog, definitions = load_catalog(options.catalog), load_checks(options.checks_file)
     jobs: list[Job] = []
     for image in plan.images:
         jobs.append(_build_job(plan, image, image.key in parents, options))
         if image.requested and options.test:
-            jobs.append(_test_job(image, options))
+            jobs.append(_test_job(image, options, catalog, definitions))
     for publish in plan.publishes:
         needs = (f"test:{publish.image}",) if options.test else (f"build:{publish.image}",)
         argv = [*SAGE_IMAGE, "publish", str(options.out_dir / publish.image), "--sites",
-                publish.site, "--json", *_catalog_args(options)]
+                publish.site, "--json", *_catalog_args(options), *_checks_args(options)]
         if options.untested or not options.test:
             argv.append("--untested")
         jobs.append(Job(id=f"publish:{publish.image}@{publish.site}", argv=tuple(argv),
@@ -99,6 +102,10 @@ def release_jobs(plan: ReleasePlan, options: ReleaseOptions) -> list[Job]:
 
 def _catalog_args(options: ReleaseOptions) -> list[str]:
     return ["--catalog", str(options.catalog)] if options.catalog else []
+
+
+def _checks_args(options: ReleaseOptions) -> list[str]:
+    return ["--checks-file", str(options.checks_file)] if options.checks_file else []
 
 
 def _build_job(plan: ReleasePlan, image: ImageJob, has_children: bool,
@@ -136,31 +143,27 @@ def _build_cached(image: ImageJob, has_children: bool, options: ReleaseOptions) 
     return "built from the same inputs" if same and manifest_path(out).exists() else None
 
 
-def _test_job(image: ImageJob, options: ReleaseOptions) -> Job:
+def _test_job(image: ImageJob, options: ReleaseOptions, catalog: Catalog,
+              definitions: Mapping[str, CheckDef]) -> Job:
     out = options.out_dir / image.key
     argv = (*SAGE_IMAGE, "test", str(out), "--json", "--junit", str(out / "junit.xml"),
-            *_catalog_args(options))
-    wanted = variant_check_names(options.catalog, image.variant)
-    return Job(id=image.test_id, argv=argv, needs=(image.build_id,),
-               cached=_test_cached(out, wanted))
+            *_catalog_args(options), *_checks_args(options))
+    cached, note = reusable_test(out, catalog, definitions)
+    return Job(id=image.test_id, argv=argv, needs=(image.build_id,), cached=cached, note=note)
 
 
-def variant_check_names(catalog: Path | None, variant: str) -> tuple[str, ...]:
-    """The checks `sage-image test` runs on the variant now (the catalog's, with checks.yaml)."""
-    return tuple(c.name for c in select_checks(load_catalog(catalog), load_checks(),
-                                               variant=variant))
-
-
-def _test_cached(out: Path, wanted: tuple[str, ...]) -> str | None:
-    """Reuse a test only if publish would accept it (a full pass of these bytes) and it ran
-    every check the variant has now: a check added since (boot-units, say) must run first."""
+def reusable_test(out: Path, catalog: Catalog, definitions: Mapping[str, CheckDef]
+               ) -> tuple[str | None, str | None]:
+    """(why the test need not run, why it runs again): a test is reused only if publish's gate
+    accepts it - a full pass of these bytes, by this tester, of every check of the variant as
+    defined now. A check added or changed since, or a new tester, means testing again."""
     try:
-        output = load_output(out)
+        output = load_output(out, catalog=catalog, definitions=definitions)
     except UsageError:  # no build yet, or a manifest we cannot read: test again
-        return None
-    # publish's gate, with the variant's checks of now rather than those its manifest recorded
-    test = read_test_status(out, output.identity.name, output.files, required=wanted)
-    return "passed on these exact bytes" if output.test.passed and test.passed else None
+        return None, None
+    if output.test.passed:
+        return "passed on these exact bytes, with these checks", None
+    return None, f"re-testing: {output.test.retest}" if output.test.retest else None
 
 
 def fetch_release_sources(catalog: Catalog, plan: ReleasePlan, options: ReleaseOptions, *,

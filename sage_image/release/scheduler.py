@@ -33,6 +33,7 @@ class Job:
     needs: tuple[str, ...] = ()
     heavy: bool = True  # builds and boot tests count against --jobs; uploads do not
     cached: str | None = None  # a reason this job need not run (its result already exists)
+    note: str | None = None  # why it runs although a result exists ("re-testing: ...")
 
 
 @dataclass

@@ -4,13 +4,15 @@ boot files hard-linked, the root file system read and edited with debugfs, no se
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from sage_image.boottest.boot.disk import find_root, inspect_disk
+from sage_image.outfolder import Manifest, read_manifest
+from tests import contract
 
 
 def linked_copy(built: Path, dest: Path) -> Path:
@@ -26,21 +28,30 @@ def linked_copy(built: Path, dest: Path) -> Path:
     return dest
 
 
-def copy_for_breaking(built: Path, dest: Path) -> tuple[Path, dict]:
-    manifest = json.loads((built / "manifest.json").read_text())
+def copy_for_breaking(built: Path, dest: Path) -> tuple[Path, Manifest]:
+    """A raw copy of the build's disk to edit, and its manifest; `write_broken` writes the
+    manifest back once the copy is broken."""
+    manifest = read_manifest(built)
     dest.mkdir(parents=True)
     shutil.copytree(built / "boot", dest / "boot", copy_function=os.link)
-    files = manifest["files"]
+    files = manifest.files
     if "raw" in files:
-        raw = files["raw"]["path"]
+        raw = files["raw"].path
         subprocess.run(["cp", "--sparse=always", str(built / raw), str(dest / raw)], check=True)
     else:  # a bare-metal-only build: make the raw copy debugfs can edit
-        raw = str(Path(files["qcow2"]["path"]).with_suffix(".raw"))
-        subprocess.run(["qemu-img", "convert", "-O", "raw", str(built / files["qcow2"]["path"]),
+        raw = str(Path(files["qcow2"].path).with_suffix(".raw"))
+        subprocess.run(["qemu-img", "convert", "-O", "raw", str(built / files["qcow2"].path),
                         str(dest / raw)], check=True)
-    # The broken copy has other bytes: the manifest lists only it, without checksums.
-    manifest["files"] = {"raw": {"path": raw, "disk_format": "raw"}}
     return dest / raw, manifest
+
+
+def write_broken(raw: Path, manifest: Manifest, **changes: Any) -> Path:
+    """The broken copy's manifest: it lists only the copy (other bytes, so its own checksums),
+    with `changes` to the build's record; returns the copy's output folder."""
+    out = raw.parent
+    contract.write_build(out, contract.replace(
+        manifest, files={"raw": contract.image_file(raw, "raw", root=out)}, **changes))
+    return out
 
 
 def edit_root(raw: Path, work: Path, files: dict[str, tuple[str, int] | None],

@@ -21,6 +21,8 @@ import pytest
 
 from sage_image.boottest.checks.model import load_checks, select_checks
 from sage_image.catalog.model import load_catalog
+from sage_image.outfolder import Manifest, read_manifest
+from tests import contract
 from tests.boottest.image_copies import linked_copy
 
 pytestmark = [pytest.mark.slow, pytest.mark.emulated]
@@ -34,8 +36,8 @@ def sage_image(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=3600, cwd=REPO)
 
 
-def _manifest(build: Path) -> dict:
-    return json.loads((build / "manifest.json").read_text())
+def _manifest(build: Path) -> Manifest:
+    return read_manifest(build)
 
 
 @pytest.mark.parametrize("variant", list(IMAGES))
@@ -44,29 +46,30 @@ def test_arm64_image_passes_every_check(arm64_release, variant: str) -> None:
     build = arm64_release.build_folder(image)
     test = arm64_release.record["jobs"][f"test:{image}"]
     assert test["status"] in ("ok", "cached"), test["reason"]
-    results = json.loads((build / "test-results.json").read_text())
+    results = contract.fresh_results(build)
     wanted = [c.name for c in select_checks(load_catalog(), load_checks(), variant=variant)]
-    assert [c["name"] for c in results["checks"]] == wanted
-    assert {c["name"]: c["reason"] for c in results["checks"] if not c["passed"]} == {}
+    assert [c.name for c in results.checks] == wanted
+    assert {c.name: c.reason for c in results.checks if not c.passed} == {}
     manifest = _manifest(build)
-    assert (manifest["arch"], manifest["qemu_arch"]) == ("arm64", "aarch64")
-    assert manifest["properties"]["build-arch"] == "arm64"
+    assert (manifest.arch, manifest.qemu_arch) == ("arm64", "aarch64")
+    assert manifest.properties["build-arch"] == "arm64"
+    assert "console=ttyAMA0,115200" in manifest.boot.cmdline.split()
 
 
 def test_arm64_sage_is_built_on_the_arm64_base_layer(arm64_release) -> None:
     base = _manifest(arm64_release.build_folder(IMAGES["base"]))
     sage = _manifest(arm64_release.build_folder(IMAGES["sage"]))
-    assert base["layer"]["saved"] and sage["layer"]["from"] == base["layer"]["saved"]
+    assert base.layer.saved and sage.layer.from_ == base.layer.saved
 
 
 @pytest.mark.parametrize("variant", list(IMAGES))
 def test_arm64_image_is_arm64_through_and_through(arm64_release, variant: str) -> None:
     manifest = _manifest(arm64_release.build_folder(IMAGES[variant]))
-    assert set(manifest["package_arch"].values()) == {"arm64", "all"}
-    assert manifest["boot"]["kernel_version"].endswith("-arm64")
+    assert set(manifest.package_arch.values()) == {"arm64", "all"}
+    assert manifest.boot.kernel_version.endswith("-arm64")
     # UEFI only (Chameleon's arm64 nodes): GRUB for arm64 EFI, no BIOS GRUB
-    assert "grub-efi-arm64" in manifest["packages"] and "grub-pc" not in manifest["packages"]
-    assert manifest["layout"]["firmware"] == ["uefi"]
+    assert "grub-efi-arm64" in manifest.packages and "grub-pc" not in manifest.packages
+    assert manifest.layout.firmware == ("uefi",)
 
 
 def test_arm64_base_boots_through_aavmf_and_grub(arm64_release, tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from sage_image.boottest.checks.compare import (
     compare_provenance,
     compare_source_commits,
 )
+from sage_image.boottest.checks.identity import current_tester
 from sage_image.boottest.checks.model import (
     DEFAULT_CHECKS,
     VARIABLES,
@@ -47,8 +48,8 @@ from sage_image.boottest.checks.results import (
     TestReport,
     check_line,
     junit_xml,
+    save_results,
     summary_table,
-    write_results,
 )
 from sage_image.boottest.checks.runner import (
     GUEST_ASSET_DIR,
@@ -61,6 +62,8 @@ from sage_image.boottest.checks.runner import (
 from sage_image.builder.build import layout_manifest
 from sage_image.catalog.model import load_catalog
 from sage_image.errors import BootTestError, ConfigError, UsageError
+from sage_image.outfolder import NtpEntry, read_results
+from tests import contract
 
 CATALOG_CHECKS = {"cloud-init", "hostname", "ssh-login", "sudo", "sshd-hardened", "provenance",
                   "packages", "docker-group", "docker-socket", "docker-run", "docker-compose",
@@ -179,7 +182,7 @@ def test_a_dependency_that_fails_still_lets_the_check_run() -> None:
 def test_an_asset_is_prepared_once_and_fails_each_check_that_uses_it(tmp_path: Path) -> None:
     """No guest listens: the copy fails once, and each docker check reports it on its own."""
     key = generate_key(tmp_path, comment="t")
-    ctx = CheckContext(target=SshTarget(port=free_port(), key=key.private), manifest={},
+    ctx = CheckContext(target=SshTarget(port=free_port(), key=key.private), manifest=None,
                        values={"asset_dir": GUEST_ASSET_DIR}, host_dir=tmp_path,
                        qemu_arch="x86_64")
     checks = load_checks()
@@ -295,16 +298,16 @@ def test_nvidia_module_command_wants_the_running_kernels_module(
     assert (expectation_problem(check.expect, out, {}) is None) is ok, proc.stdout
 
 
-MANIFEST = {
-    "properties": {"build-tag": "t1", "build-variant": "sage"},
-    "packages": {"bash": "5.2-2", "docker.io": "20.10"},
-    "sources": {"waggle-node": {"path": "/opt/virtual-waggle", "commit": "a" * 40},
-                "beehive-server": {"path": "/opt/beehive-server", "commit": "b" * 40}},
-}
+MANIFEST = contract.manifest(
+    properties={"build-tag": "t1", "build-variant": "sage"},
+    packages={"bash": "5.2-2", "docker.io": "20.10"},
+    sources={"waggle-node": contract.replace(contract.WAGGLE_NODE, commit="a" * 40),
+             "beehive-server": contract.replace(contract.WAGGLE_NODE, path="/opt/beehive-server",
+                                                commit="b" * 40)})
 
 
 def test_compare_provenance() -> None:
-    assert compare_provenance(json.dumps(MANIFEST["properties"]), MANIFEST) is None
+    assert compare_provenance(json.dumps(MANIFEST.properties), MANIFEST) is None
     diff = compare_provenance(json.dumps({"build-tag": "t2", "build-variant": "sage"}), MANIFEST)
     assert diff == "build-tag: image 't2' != manifest 't1'"
     assert compare_provenance("cat: no such file", MANIFEST).startswith("not JSON")
@@ -327,14 +330,14 @@ def test_compare_source_commits() -> None:
 
 
 def test_compare_ntp() -> None:
-    manifest = {"ntp": {"servers": ["ntp1.example"], "pool": False}}
+    manifest = contract.manifest(ntp=NtpEntry(servers=("ntp1.example",), pool=False))
     good = "chrony=active\ntimesyncd=inactive\ntracking=ok\nserver ntp1.example iburst\n"
     assert compare_ntp(good, manifest) is None
     assert compare_ntp(good.replace("=active", "=inactive", 1), manifest) == "chrony is inactive"
     assert compare_ntp(good + "pool 2.debian.pool.ntp.org iburst\n", manifest) == \
         "pool 2.debian.pool.ntp.org but the manifest says pool=false"
     timesyncd = "chrony=active\ntimesyncd=active\ntracking=fail\n"
-    assert compare_ntp(timesyncd, {"ntp": {"servers": [], "pool": True}}) == \
+    assert compare_ntp(timesyncd, contract.manifest(ntp=NtpEntry(servers=(), pool=True))) == \
         "systemd-timesyncd is active; chronyc cannot talk to chronyd; pool (none) but the " \
         "manifest says pool=true"
 
@@ -343,19 +346,24 @@ def _report(*results: CheckResult, error: str | None = None) -> TestReport:
     return TestReport(name="Sage-VirtualWaggle-Debian12", tested_file="x.qcow2",
                       tested_sha512="ab" * 64, mode="direct", accel="tcg", checks=results,
                       boot_seconds=17.5, started="2026-01-01T00:00:00+00:00",
-                      finished="2026-01-01T00:01:00+00:00", error=error)
+                      finished="2026-01-01T00:01:00+00:00", error=error,
+                      tester=current_tester(), digests={r.name: "d" * 16 for r in results})
 
 
 def test_results_json_follows_the_manifest_doc(tmp_path: Path) -> None:
     ok = CheckResult("hostname", True, 0.4)
     bad = CheckResult("docker-group", False, 0.3, reason="cc is not in the docker group: cc")
-    path = write_results(_report(ok, bad), tmp_path / "test-results.json")
+    path = save_results(_report(ok, bad), tmp_path / "test-results.json")
     data = json.loads(path.read_text())
     assert set(data) >= {"schema", "name", "tested_file", "tested_sha512", "passed", "mode",
-                         "accel", "checks", "boot_seconds", "started", "finished"}
+                         "accel", "checks", "boot_seconds", "started", "finished", "tester"}
     assert data["passed"] is False
     assert data["checks"][1] == {"name": "docker-group", "passed": False, "seconds": 0.3,
-                                 "reason": "cc is not in the docker group: cc"}
+                                 "reason": "cc is not in the docker group: cc",
+                                 "digest": "d" * 16}
+    assert data["tester"] == {"version": current_tester().version,
+                              "digest": current_tester().digest}
+    assert read_results(path) == _report(ok, bad).to_record()
     assert _report(ok).passed and not _report().passed
     assert not _report(ok, error="guest did not come up").passed
     assert list(tmp_path.iterdir()) == [path]  # no temporary file left
@@ -449,7 +457,7 @@ HYBRID = ("-n", "1:0:+550M", "-t", "1:EF00", "-n", "2:0:+8M", "-t", "2:EF02",
 
 def test_partitions_comparison_accepts_the_hybrid_layout_and_names_each_difference(
         tmp_path: Path) -> None:
-    manifest = {"layout": layout_manifest(load_catalog().layouts["hybrid"])}
+    manifest = contract.manifest(layout=layout_manifest(load_catalog().layouts["hybrid"]))
     assert compare_partitions(_sfdisk_json(tmp_path, *HYBRID), manifest) is None
     # an MBR image (the old layout)
     assert compare_partitions(_sfdisk_json(tmp_path), manifest) == (
@@ -468,11 +476,12 @@ def test_partitions_comparison_accepts_the_hybrid_layout_and_names_each_differen
         "partition 1 (ESP) is 100 MiB, hybrid wants 550MiB")
     assert "no partition table" in (compare_partitions("sfdisk: cannot open /dev/vda", manifest)
                                     or "")
-    assert "records no disk layout" in (compare_partitions("{}", {}) or "")
+    assert "records no disk layout" in (compare_partitions("{}", contract.manifest(layout=None))
+                                        or "")
 
 
 def test_partitions_comparison_for_mbr(tmp_path: Path) -> None:
-    manifest = {"layout": layout_manifest(load_catalog().layouts["mbr"])}
+    manifest = contract.manifest(layout=layout_manifest(load_catalog().layouts["mbr"]))
     assert compare_partitions(_sfdisk_json(tmp_path), manifest) is None
     assert "the disk is gpt, layout mbr is mbr" in (
         compare_partitions(_sfdisk_json(tmp_path, *HYBRID), manifest) or "")

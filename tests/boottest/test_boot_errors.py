@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from sage_image.cli import main
+from sage_image.outfolder import read_results
 
 SAGE_IMAGE = [sys.executable, "-m", "sage_image.cli"]
 
@@ -88,15 +89,15 @@ def test_guest_that_never_comes_up_times_out_and_keeps_the_console(tiny, workbas
     assert code == 1 and time.monotonic() - start < 60
     captured = capsys.readouterr()
     assert "did not accept SSH on 127.0.0.1:" in captured.err and "within 6 s" in captured.err
-    results = json.loads((tmp_path / "never.raw.test-results.json").read_text())
-    assert results["passed"] is False and results["mode"] == "firmware"
-    assert "did not accept SSH" in results["error"]
-    login = next(c for c in results["checks"] if c["name"] == "ssh-login")
-    assert "did not accept SSH" in login["reason"]
+    results = read_results(tmp_path / "never.raw.test-results.json")
+    assert results.passed is False and results.mode == "firmware"
+    assert "did not accept SSH" in results.error
+    login = next(c for c in results.checks if c.name == "ssh-login")
+    assert "did not accept SSH" in login.reason
     serial = tmp_path / "never.raw.test-logs" / "serial.log"
     # SeaBIOS writes to the (absent) screen, so the console log may be empty - but it is kept.
-    assert str(serial) in results["logs"] and serial.is_file()
-    assert "last console line: (the console printed nothing)" in results["error"]
+    assert str(serial) in results.logs and serial.is_file()
+    assert "last console line: (the console printed nothing)" in results.error
     assert 'errors="1"' in junit.read_text()
 
 
@@ -145,6 +146,6 @@ def test_a_run_with_chosen_checks_says_it_does_not_qualify_for_publishing(
     assert code == 1
     err = capsys.readouterr().err
     assert "this run does not qualify for publishing (--checks ssh-login)" in err
-    results = json.loads((tmp_path / "partial.raw.test-results.json").read_text())
-    assert results["qualifies_for_publish"] is False
-    assert results["restricted_by"] == ["--checks ssh-login"]
+    results = read_results(tmp_path / "partial.raw.test-results.json")
+    assert results.qualifies_for_publish is False
+    assert results.restricted_by == ("--checks ssh-login",)

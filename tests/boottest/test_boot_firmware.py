@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from sage_image.outfolder import read_manifest
 from tests.boottest.image_copies import linked_copy
 
 pytestmark = pytest.mark.slow
@@ -36,5 +37,5 @@ def test_hybrid_image_boots_through_firmware(sage_build: Path, tmp_path: Path,
     assert proc.returncode == 0 and failed == {}, (failed, report.get("error"))
     assert report["mode"] == "firmware"
     assert report["firmware"] == ("uefi" if uefi else "bios")  # as the guest kernel saw it
-    manifest = json.loads((sage_build / "manifest.json").read_text())
-    assert report["tested_sha512"] in {f["sha512"] for f in manifest["files"].values()}
+    manifest = read_manifest(sage_build)
+    assert report["tested_sha512"] in {f.sha512 for f in manifest.files.values()}

@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.boottest.image_copies import copy_for_breaking, edit_root, read_root
+from sage_image.outfolder import TestResults, read_manifest
+from tests import contract
+from tests.boottest.image_copies import copy_for_breaking, edit_root, read_root, write_broken
 
 pytestmark = pytest.mark.slow
 
@@ -65,25 +67,24 @@ def built_sage(sage_build: Path) -> Path:
 
 
 def test_good_image_passes_every_check(built_sage: Path) -> None:
-    results = json.loads((built_sage / "test-results.json").read_text())
-    failed = {c["name"]: c["reason"] for c in results["checks"] if not c["passed"]}
-    assert results["passed"] is True and failed == {}, (failed, results.get("error"))
-    assert results["qualifies_for_publish"] is True and results["restricted_by"] == []
-    assert tuple(c["name"] for c in results["checks"]) == SAGE_CHECKS
-    manifest = json.loads((built_sage / "manifest.json").read_text())
-    assert results["tested_sha512"] in {f["sha512"] for f in manifest["files"].values()}
+    results = contract.fresh_results(built_sage)
+    failed = {c.name: c.reason for c in results.checks if not c.passed}
+    assert results.passed is True and failed == {}, (failed, results.error)
+    assert results.qualifies_for_publish is True and results.restricted_by == ()
+    assert tuple(c.name for c in results.checks) == SAGE_CHECKS
+    manifest = read_manifest(built_sage)
+    assert results.tested_sha512 in {f.sha512 for f in manifest.files.values()}
     assert 'failures="0"' in (built_sage / "junit.xml").read_text()
-    assert _image_unchanged(built_sage, manifest)
+    assert _image_unchanged(built_sage, results)
 
 
-def _image_unchanged(out: Path, manifest: dict) -> bool:
+def _image_unchanged(out: Path, tested: TestResults) -> bool:
     """The image was only QEMU's read-only backing file: its checksum is still the manifest's."""
-    tested = json.loads((out / "test-results.json").read_text())
     digest = hashlib.sha512()
-    with (out / tested["tested_file"]).open("rb") as f:
+    with (out / tested.tested_file).open("rb") as f:
         for block in iter(lambda: f.read(4 << 20), b""):
             digest.update(block)
-    return digest.hexdigest() == tested["tested_sha512"]
+    return digest.hexdigest() == tested.tested_sha512
 
 
 # -- deliberately broken copies -------------------------------------------------------------
@@ -126,11 +127,12 @@ def broken_sage(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
             ("[Unit]\nConditionPathExists=/sage-image-broken\n", 0o644),
         "/usr/bin/virt-sysprep": None,                                         # cc-snapshot-deps
     }, mkdirs=("/etc/systemd/system/docker.socket.d", "/etc/systemd/system/chrony.service.d"))
-    manifest["packages"]["sage-image-missing-package"] = "1.0"                  # packages
-    manifest["python_packages"]["sage-image-missing-wheel"] = "1.0"             # (python too)
-    manifest["sources"]["beehive-server"]["commit"] = "0" * 40                  # source-commits
-    (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return work / "out"
+    return write_broken(
+        raw, manifest,
+        packages=manifest.packages | {"sage-image-missing-package": "1.0"},       # packages
+        python_packages=manifest.python_packages | {"sage-image-missing-wheel": "1.0"},
+        sources=manifest.sources | {"beehive-server": contract.replace(           # source-commits
+            manifest.sources["beehive-server"], commit="0" * 40)})
 
 
 EXPECTED_FAILURES = {
@@ -219,8 +221,7 @@ def broken_chameleon(built_sage: Path, tmp_path_factory: pytest.TempPathFactory)
     # ESP's filesystem stays, so /boot/efi still mounts and the boot is unchanged)
     subprocess.run(["sgdisk", "--typecode=1:8300", "--typecode=2:8300", str(raw)], check=True,
                    capture_output=True)
-    (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return work / "out"
+    return write_broken(raw, manifest)
 
 
 SUDO_FAILURES = {
@@ -258,8 +259,7 @@ def test_broken_chameleon_image_fails_each_sudo_check(broken_chameleon: Path) ->
 def test_ssh_login_fails_when_sshd_refuses_cc(built_sage: Path, tmp_path: Path) -> None:
     raw, manifest = copy_for_breaking(built_sage, tmp_path / "out")
     edit_root(raw, tmp_path, {"/etc/ssh/sshd_config.d/00-broken.conf": ("DenyUsers cc\n", 0o644)})
-    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
-    proc = sage_image("test", str(tmp_path / "out"), "--json")
+    proc = sage_image("test", str(write_broken(raw, manifest)), "--json")
     assert proc.returncode == 1
     report = json.loads(proc.stdout)
     login = next(c for c in report["checks"] if c["name"] == "ssh-login")

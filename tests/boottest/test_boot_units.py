@@ -169,14 +169,14 @@ def test_the_test_boots_the_qcow2_when_the_build_made_only_that(tmp_path: Path, 
     # the boot test must boot that file (with both, it boots the raw; the build proves the
     # qcow2 is the same disk, see tests/builder/test_formats.py).
     from sage_image.boottest.boot.image import resolve_image
+    from tests import contract
 
     files = {}
     for fmt in formats:
         path = tmp_path / f"Img.{fmt}"
         subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), "4M"], check=True)
-        files[fmt] = {"path": path.name, "disk_format": fmt}
-    (tmp_path / "manifest.json").write_text(json.dumps(
-        {"schema": 1, "name": "Img", "variant": "base", "files": files}))
+        files[fmt] = contract.image_file(path, fmt)
+    contract.write_build(tmp_path, contract.manifest("Img", variant="base", files=files))
     image = resolve_image(tmp_path)
     assert image.disk.format == booted and image.tested_file == f"Img.{booted}"
     assert image.disk.path == tmp_path / f"Img.{booted}"  # what QEMU's overlay is backed by

@@ -30,22 +30,22 @@ CACHE = Path.home() / ".cache" / "sage-image"
 
 @pytest.fixture(scope="module")
 def image(sage_build, sage_manifest) -> ImageFiles:
-    return ImageFiles(sage_build / sage_manifest["files"]["raw"]["path"])
+    return ImageFiles(sage_build / sage_manifest.files["raw"].path)
 
 
 def test_pinned_commits_are_checked_out_under_opt(image, sage_manifest, source_repos):
     for name, (_repo, commit) in source_repos.items():
-        entry = sage_manifest["sources"][name]
-        assert entry["commit"] == commit and entry["stand_in"] is False
-        assert image.read_text(f"{entry['path']}/.git/HEAD").strip() == commit
-        assert image.exists(f"{entry['path']}/TEST-FIXTURE")
-    assert sage_manifest["stand_ins"] == []
-    assert sage_manifest["properties"]["build-stand-ins"] == ""
+        entry = sage_manifest.sources[name]
+        assert entry.commit == commit and entry.stand_in is False
+        assert image.read_text(f"{entry.path}/.git/HEAD").strip() == commit
+        assert image.exists(f"{entry.path}/TEST-FIXTURE")
+    assert sage_manifest.stand_ins == ()
+    assert sage_manifest.properties["build-stand-ins"] == ""
 
 
 def test_docker_and_compose_come_from_debian_packages(image, sage_manifest):
     for package in ("docker.io", "docker-compose", "cloud-init", "openssh-server"):
-        assert package in sage_manifest["packages"], package
+        assert package in sage_manifest.packages, package
     status = image.read_text("/var/lib/dpkg/status")
     assert "Package: docker.io\nStatus: install ok installed" in status
     assert "Package: docker-compose\nStatus: install ok installed" in status
@@ -94,22 +94,22 @@ def test_sage_commands_are_installed(image):
 
 def test_provenance_equals_manifest_properties(image, sage_manifest):
     provenance = json.loads(image.read_text("/opt/chameleon/provenance.json"))
-    assert provenance == sage_manifest["properties"]
+    assert provenance == sage_manifest.properties
     for key in ("build-variant", "build-distro", "build-release", "build-repo",
                 "build-repo-commit", "build-timestamp", "build-tag"):
         assert provenance[key], key
 
 
 def test_manifest_checksums_match_the_files(sage_build, sage_manifest):
-    assert set(sage_manifest["files"]) == {"qcow2", "raw"}
-    for entry in sage_manifest["files"].values():
-        path = sage_build / entry["path"]
-        assert path.stat().st_size == entry["size"]
-        assert file_digests(path) == {k: entry[k] for k in ("sha256", "sha512", "md5")}
-    qcow2 = sage_manifest["files"]["qcow2"]
-    assert qcow2["compression"] == "zlib" and qcow2["size"] < qcow2["virtual_size"]
+    assert set(sage_manifest.files) == {"qcow2", "raw"}
+    for entry in sage_manifest.files.values():
+        path = sage_build / entry.path
+        assert path.stat().st_size == entry.size
+        assert file_digests(path) == {k: getattr(entry, k) for k in ("sha256", "sha512", "md5")}
+    qcow2 = sage_manifest.files["qcow2"]
+    assert qcow2.compression == "zlib" and qcow2.size < qcow2.virtual_size
     assert (sage_build / "boot" / "vmlinuz").stat().st_size > 1_000_000
-    assert "dib:install.d" in sage_manifest["phases"]
+    assert "dib:install.d" in sage_manifest.phases
 
 
 def test_build_left_nothing_behind(sage_build):

@@ -36,9 +36,9 @@ def test_a_qcow2_beside_the_raw_records_that_it_is_the_same_disk(tmp_path: Path)
     assert set(plan.formats) == {"qcow2", "raw"}
     plan.out_dir.mkdir()
     files = produce_files(small_disk(tmp_path / "image.raw"), plan, plan.out_dir)
-    assert files["qcow2"]["same_disk_as"] == files["raw"]["sha512"]
-    assert files["raw"]["sha512"] == file_digests(plan.out_dir / files["raw"]["path"])["sha512"]
-    assert "same_disk_as" not in files["raw"]
+    assert files["qcow2"].same_disk_as == files["raw"].sha512
+    assert files["raw"].sha512 == file_digests(plan.out_dir / files["raw"].path)["sha512"]
+    assert files["raw"].same_disk_as is None
 
 
 def test_a_qcow2_only_build_records_no_equivalence(tmp_path: Path) -> None:
@@ -46,7 +46,7 @@ def test_a_qcow2_only_build_records_no_equivalence(tmp_path: Path) -> None:
     plan = plan_for(("CHI@UC",), tmp_path)
     plan.out_dir.mkdir()
     files = produce_files(small_disk(tmp_path / "image.raw"), plan, plan.out_dir)
-    assert list(files) == ["qcow2"] and "same_disk_as" not in files["qcow2"]
+    assert list(files) == ["qcow2"] and files["qcow2"].same_disk_as is None
     assert not (tmp_path / "image.raw").exists()
 
 

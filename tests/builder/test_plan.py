@@ -269,3 +269,10 @@ def test_provenance_values_survive_cc_snapshots_parser(catalog):
     assert properties["build-source-cc-snapshot"] == "a" * 40
     assert properties["build-stand-ins"] == "cc-snapshot+waggle-node"
     assert [k for k, v in properties.items() if re.search(r"[\s,{}]", v)] == []
+
+
+def test_the_boot_command_line_names_the_arch_s_own_serial_console():
+    """The manifest records the console the image's kernel uses: ttyAMA0 on ARM servers."""
+    for arch, console in (("amd64", "console=ttyS0,115200"), ("arm64", "console=ttyAMA0,115200")):
+        plan = plan_build(CATALOG, BuildRequest(release="bookworm", variant="base", arch=arch))
+        assert console in plan.boot_cmdline.split(), plan.boot_cmdline

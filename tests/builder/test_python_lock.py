@@ -19,6 +19,7 @@ from sage_image.builder.sources import STANDIN_TEMPLATES
 from sage_image.catalog import load_catalog
 from sage_image.errors import ConfigError, PreflightError
 from sage_image.release.plan import layer_key
+from tests import contract
 
 CATALOG = load_catalog()
 SAGE_PYTHON = CATALOG.variants["sage"].python
@@ -103,14 +104,14 @@ def test_python_packages_listing_and_comparison(tmp_path: Path) -> None:
     packages = installed_python_packages(listing)
     assert packages == {"pip": "23.0.1", "pywaggle": "0.56.3", "sage-data-client": "0.9.1"}
     assert installed_python_packages(tmp_path / "none") == {}
-    manifest = {"packages": {"bash": "5.2"}, "python_packages": packages}
+    manifest = contract.manifest(packages={"bash": "5.2"}, python_packages=packages)
     guest = "ii |bash|5.2\npy|pywaggle|0.56.3\npy|sage_data_client|0.9.1\npy|pip|23.0.1\n"
     assert compare_packages(guest, manifest) is None
     assert compare_packages(guest.replace("0.56.3", "0.56.2"), manifest) == \
         "python pywaggle: image 0.56.2 != manifest 0.56.3"
     assert compare_packages("ii |bash|5.2\n", manifest).startswith(
         "missing in image: python pip 23.0.1")
-    assert compare_packages(guest, {"packages": {"bash": "5.2"}}).startswith(
+    assert compare_packages(guest, contract.replace(manifest, python_packages={})).startswith(
         "not in manifest: python pip")
 
 

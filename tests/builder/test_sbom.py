@@ -8,7 +8,6 @@ ones installed here, its sources are the catalog's.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib.metadata
 import json
@@ -21,6 +20,8 @@ from packageurl import PackageURL
 
 from sage_image.builder.artifacts import installed_packages, package_architectures
 from sage_image.builder.sbom import sbom_json, sbom_name, write_sbom
+from sage_image.outfolder import ImageFile, Manifest, SourceEntry
+from tests import contract
 
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 pytestmark = pytest.mark.skipif(not DPKG_STATUS.exists(), reason="needs a Debian dpkg database")
@@ -32,31 +33,25 @@ def _errors(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def manifest(catalog) -> dict:
-    sources = {name: {"url": s.url, "commit": s.commit or "0" * 40, "pinned": s.commit,
-                      "stand_in": name == "sage-ecr", "path": s.path}
+def manifest(catalog) -> Manifest:
+    sources = {name: SourceEntry(url=s.url, commit=s.commit or "0" * 40, pinned=s.commit,
+                                 stand_in=name == "sage-ecr", path=s.path)
                for name, s in catalog.sources.items()}
     python = {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()}
     digests = {"sha256": "a" * 64, "sha512": "b" * 128, "md5": "c" * 32}
-    return {
-        "schema": 1, "name": "Sage-VirtualWaggle-Debian12", "release": "bookworm",
-        "variant": "sage", "arch": "amd64", "family": "debian", "os_version": "12",
-        "qemu_arch": "x86_64", "elements": ["debian-minimal", "chameleon-common", "sage"],
-        "sites": ["CHI@UC"], "sources": sources, "stand_ins": ["sage-ecr"],
-        "dib_version": "3.43.0", "builder_version": "0.1.0",
-        "properties": {"build-tag": "sage-image-12-1764583200",
-                       "build-repo": "https://github.com/ChameleonCloud/sage-image-builder",
-                       "build-repo-commit": "d" * 40},
-        "files": {"qcow2": {"path": "Sage-VirtualWaggle-Debian12.qcow2", "disk_format": "qcow2",
-                            "size": 900 << 20, **digests},
-                  "raw": {"path": "Sage-VirtualWaggle-Debian12.raw", "disk_format": "raw",
-                          "size": 4 << 30, **digests}},
-        "boot": {"kernel_version": "6.1.0-28-amd64"},
-        "packages": installed_packages(DPKG_STATUS),
-        "package_arch": package_architectures(DPKG_STATUS),
-        "python_packages": python, "checks": ["cloud-init", "docker"],
-        "created": "2026-12-01T10:00:00+00:00",
-    }
+    files = {"qcow2": ImageFile(path="Sage-VirtualWaggle-Debian12.qcow2", disk_format="qcow2",
+                                size=900 << 20, virtual_size=4 << 30, **digests),
+             "raw": ImageFile(path="Sage-VirtualWaggle-Debian12.raw", disk_format="raw",
+                              size=4 << 30, virtual_size=4 << 30, **digests)}
+    return contract.manifest(
+        elements=("debian-minimal", "chameleon-common", "sage"), sites=("CHI@UC",),
+        sources=sources, stand_ins=("sage-ecr",),
+        properties={"build-tag": "sage-image-12-1764583200",
+                    "build-repo": "https://github.com/ChameleonCloud/sage-image-builder",
+                    "build-repo-commit": "d" * 40},
+        files=files, packages=installed_packages(DPKG_STATUS),
+        package_arch=package_architectures(DPKG_STATUS), python_packages=python,
+        checks=("cloud-init", "docker"), created="2026-12-01T10:00:00+00:00")
 
 
 @pytest.fixture(scope="module")
@@ -69,43 +64,42 @@ def test_sbom_validates_and_lists_everything(manifest, sbom_text):
     doc = json.loads(sbom_text)
     assert doc["bomFormat"] == "CycloneDX" and doc["specVersion"] == "1.6"
     by_ref = {c["bom-ref"]: c for c in doc["components"]}
-    for name, version in manifest["packages"].items():
-        arch = manifest["package_arch"][name]
+    for name, version in manifest.packages.items():
+        arch = manifest.package_arch[name]
         purl = PackageURL("deb", "debian", name, version,
                           {"arch": arch, "distro": "bookworm"}).to_string()
         assert by_ref[purl]["version"] == version and by_ref[purl]["purl"] == purl
-    assert {"all", "amd64"} <= set(manifest["package_arch"].values())
+    assert {"all", "amd64"} <= set(manifest.package_arch.values())
     pypi = {c["name"]: c for c in doc["components"] if c.get("purl", "").startswith("pkg:pypi/")}
-    assert set(pypi) == set(manifest["python_packages"])
-    for name, source in manifest["sources"].items():
+    assert set(pypi) == set(manifest.python_packages)
+    for name, source in manifest.sources.items():
         c = by_ref[f"source:{name}"]
         props = {p["name"]: p["value"] for p in c["properties"]}
-        assert c["version"] == source["commit"]
-        assert c["externalReferences"][0] == {"type": "vcs", "url": source["url"]}
-        assert props["sage-image:stand-in"] == str(source["stand_in"]).lower()
-        assert props["sage-image:path"] == source["path"]
+        assert c["version"] == source.commit
+        assert c["externalReferences"][0] == {"type": "vcs", "url": source.url}
+        assert props["sage-image:stand-in"] == str(source.stand_in).lower()
+        assert props["sage-image:path"] == source.path
     files = {c["name"]: c for c in doc["components"] if c["type"] == "file"}
-    for f in manifest["files"].values():
-        hashes = {h["alg"]: h["content"] for h in files[f["path"]]["hashes"]}
-        assert hashes == {"SHA-256": f["sha256"], "SHA-512": f["sha512"], "MD5": f["md5"]}
+    for f in manifest.files.values():
+        hashes = {h["alg"]: h["content"] for h in files[f.path]["hashes"]}
+        assert hashes == {"SHA-256": f.sha256, "SHA-512": f.sha512, "MD5": f.md5}
     tools = {t["name"]: t for t in doc["metadata"]["tools"]["components"]}
     assert tools["sage-image"]["version"] == "0.1.0"
     assert {"name": "sage-image:repo-commit", "value": "d" * 40} in tools["sage-image"]["properties"]
     assert tools["diskimage-builder"]["version"] == "3.43.0"
-    assert doc["metadata"]["component"]["name"] == manifest["name"]
+    assert doc["metadata"]["component"]["name"] == manifest.name
 
 
 def test_same_manifest_same_bytes(manifest, sbom_text, tmp_path):
-    entry = write_sbom(copy.deepcopy(manifest), tmp_path)
-    assert entry["path"] == sbom_name(manifest) == "Sage-VirtualWaggle-Debian12.cdx.json"
-    assert (tmp_path / entry["path"]).read_text() == sbom_text
-    assert entry["sha256"] == hashlib.sha256((tmp_path / entry["path"]).read_bytes()).hexdigest()
+    entry = write_sbom(contract.replace(manifest), tmp_path)
+    assert entry.path == sbom_name(manifest) == "Sage-VirtualWaggle-Debian12.cdx.json"
+    assert (tmp_path / entry.path).read_text() == sbom_text
+    assert entry.sha256 == hashlib.sha256((tmp_path / entry.path).read_bytes()).hexdigest()
 
 
 def test_layer_only_and_without_python_packages(manifest):
-    layer = {k: v for k, v in manifest.items() if k not in ("python_packages", "package_arch")}
-    layer["files"] = {}
-    layer["packages"] = dict(list(manifest["packages"].items())[:50])
+    layer = contract.replace(manifest, python_packages={}, package_arch={}, files={},
+                             packages=dict(list(manifest.packages.items())[:50]))
     text = sbom_json(layer)
     assert _errors(text) == []
     doc = json.loads(text)

@@ -2,63 +2,67 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import pytest
 
 from sage_image.cli import main
-from sage_image.diff.diff import diff_manifests
-
-OLD = {
-    "schema": 1, "name": "Sage-VirtualWaggle-Debian12", "release": "bookworm", "variant": "sage",
-    "arch": "amd64", "family": "debian", "os_version": "12", "builder_version": "0.1.0",
-    "elements": ["debian-minimal", "chameleon-common", "sage"],
-    "checks": ["cloud-init", "sudo", "docker"],
-    "boot": {"kernel_version": "6.1.0-26-amd64"},
-    "files": {"qcow2": {"path": "x.qcow2", "size": 1000}, "raw": {"path": "x.raw", "size": 5000}},
-    "sources": {
-        "waggle-node": {"url": "https://github.com/waggle-sensor/waggle-node", "commit": "a" * 40,
-                        "stand_in": False},
-        "sage-ecr": {"url": "https://github.com/sagecontinuum/ecr", "commit": "b" * 40,
-                     "stand_in": False},
-        "cc-snapshot": {"url": "https://github.com/ChameleonCloud/cc-snapshot", "commit": "c" * 40,
-                        "stand_in": True},
-        "old-tool": {"url": "https://example.org/old", "commit": "d" * 40, "stand_in": False},
-    },
-    "packages": {"docker.io": "20.10.24+dfsg1-1+b3", "gone": "1.0-1", "libfoo": "1.9-1",
-                 "epoch": "1:2.0-1", "tilde": "1.0-1", "same": "3.0-1"},
-    "python_packages": {"requests": "2.31.0", "urllib3": "2.0.7", "pyyaml": "6.0.1",
-                        "oldpy": "1.0"},
-}
+from sage_image.diff.diff import Snapshot, diff_manifests
+from sage_image.outfolder import ImageFile, Manifest, SourceEntry
+from tests import contract
 
 
-def _new() -> dict:
-    new = copy.deepcopy(OLD)
-    new.update(variant="gpu", builder_version="0.2.0",
-               elements=["debian-minimal", "chameleon-common", "sage", "gpu"],
-               checks=["cloud-init", "docker", "nvidia"])
-    new["boot"]["kernel_version"] = "6.1.0-28-amd64"
-    new["files"]["qcow2"]["size"] = 1500
-    del new["files"]["raw"]
-    src = new["sources"]
-    src["waggle-node"]["commit"] = "e" * 40                                   # re-pinned
-    src["sage-ecr"]["url"] = "https://github.com/waggle-sensor/ecr"          # moved
-    src["cc-snapshot"]["stand_in"] = False                                    # now real
-    del src["old-tool"]                                                       # removed
-    src["edge-plugins"] = {"url": "https://github.com/waggle-sensor/edge-plugins",
-                           "commit": "f" * 40, "stand_in": False}             # added
-    pk = new["packages"]
-    del pk["gone"]
-    pk.update({"nvidia-driver": "535.183.01-1", "libfoo": "1.10-1",           # 1.10 > 1.9
-               "epoch": "2.5-1",                                              # epoch 1 > none
-               "tilde": "1.0~rc1-1",                                          # ~ sorts before
-               "docker.io": "20.10.24+dfsg1-1+b4"})
-    py = new["python_packages"]
-    del py["oldpy"]
-    py.update({"torch": "2.3.0", "requests": "2.32.3", "urllib3": "1.26.18", "pyyaml": "6.0.1"})
-    return new
+def _src(url: str, commit: str, stand_in: bool = False) -> SourceEntry:
+    return SourceEntry(url=url, commit=commit, pinned=commit, path="/opt/x", stand_in=stand_in)
+
+
+def _file(path: str, size: int) -> ImageFile:
+    return contract.fake_file(path, size=size)
+
+
+OLD_MANIFEST = contract.manifest(
+    elements=("debian-minimal", "chameleon-common", "sage"),
+    checks=("cloud-init", "sudo", "docker"),
+    boot=contract.replace(contract.manifest().boot, kernel_version="6.1.0-26-amd64"),
+    files={"qcow2": _file("x.qcow2", 1000), "raw": _file("x.raw", 5000)},
+    sources={"waggle-node": _src("https://github.com/waggle-sensor/waggle-node", "a" * 40),
+             "sage-ecr": _src("https://github.com/sagecontinuum/ecr", "b" * 40),
+             "cc-snapshot": _src("https://github.com/ChameleonCloud/cc-snapshot", "c" * 40, True),
+             "old-tool": _src("https://example.org/old", "d" * 40)},
+    packages={"docker.io": "20.10.24+dfsg1-1+b3", "gone": "1.0-1", "libfoo": "1.9-1",
+              "epoch": "1:2.0-1", "tilde": "1.0-1", "same": "3.0-1"},
+    python_packages={"requests": "2.31.0", "urllib3": "2.0.7", "pyyaml": "6.0.1",
+                     "oldpy": "1.0"})
+OLD = Snapshot.of(OLD_MANIFEST)
+
+
+def _new_manifest():
+    m = OLD_MANIFEST
+    packages = {k: v for k, v in m.packages.items() if k != "gone"} | {
+        "nvidia-driver": "535.183.01-1", "libfoo": "1.10-1",    # 1.10 > 1.9
+        "epoch": "2.5-1",                                        # epoch 1 > none
+        "tilde": "1.0~rc1-1",                                    # ~ sorts before
+        "docker.io": "20.10.24+dfsg1-1+b4"}
+    python = {k: v for k, v in m.python_packages.items() if k != "oldpy"} | {
+        "torch": "2.3.0", "requests": "2.32.3", "urllib3": "1.26.18", "pyyaml": "6.0.1"}
+    sources = {k: v for k, v in m.sources.items() if k != "old-tool"} | {  # removed
+        "waggle-node": contract.replace(m.sources["waggle-node"], commit="e" * 40),  # re-pinned
+        "sage-ecr": contract.replace(m.sources["sage-ecr"],
+                                     url="https://github.com/waggle-sensor/ecr"),   # moved
+        "cc-snapshot": contract.replace(m.sources["cc-snapshot"], stand_in=False),  # now real
+        "edge-plugins": _src("https://github.com/waggle-sensor/edge-plugins", "f" * 40)}  # added
+    return contract.replace(
+        m, variant="gpu", builder_version="0.2.0",
+        elements=("debian-minimal", "chameleon-common", "sage", "gpu"),
+        checks=("cloud-init", "docker", "nvidia"),
+        boot=contract.replace(m.boot, kernel_version="6.1.0-28-amd64"),
+        files={"qcow2": _file("x.qcow2", 1500)}, sources=sources, packages=packages,
+        python_packages=python)
+
+
+def _new() -> Snapshot:
+    return Snapshot.of(_new_manifest())
 
 
 def _kinds(result, section):
@@ -99,7 +103,7 @@ def test_every_kind_of_change():
 
 
 def test_identical_and_reversed():
-    assert not diff_manifests(OLD, copy.deepcopy(OLD)).differs
+    assert not diff_manifests(OLD, Snapshot.of(OLD_MANIFEST)).differs
     assert diff_manifests(OLD, OLD).summary() == "no changes"
     back = diff_manifests(_new(), OLD)
     assert _kinds(back, "package")["libfoo"] == ("downgraded", "1.10-1", "1.9-1")
@@ -116,20 +120,18 @@ def test_summary_and_json_are_complete():
 
 
 def test_python_packages_absent_on_either_side():
-    old = {k: v for k, v in OLD.items() if k != "python_packages"}
+    old = Snapshot.of(contract.replace(OLD_MANIFEST, python_packages={}))
     result = diff_manifests(old, _new())
     assert {c.kind for c in result.of("python")} == {"added"}
 
 
 # -- the command ----------------------------------------------------------------------------------
-def _write(folder: Path, manifest: dict) -> Path:
-    folder.mkdir(parents=True)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+def _write(folder: Path, manifest: Manifest) -> Path:
+    return contract.write_build(folder, manifest)
 
 
 def test_cli_table_json_and_exit_code(tmp_path, capsys):
-    a, b = _write(tmp_path / "a", OLD), _write(tmp_path / "b", _new())
+    a, b = _write(tmp_path / "a", OLD_MANIFEST), _write(tmp_path / "b", _new_manifest())
     assert main(["diff", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "libfoo" in out and "upgraded" in out and "1.9-1" in out and "1.10-1" in out
@@ -151,7 +153,7 @@ def test_cli_table_json_and_exit_code(tmp_path, capsys):
     lambda p: (p / "z.json").write_text("[1, 2]") and p / "z.json",         # not an object
 ])
 def test_bad_input_is_one_line_exit_2(tmp_path, capsys, make):
-    good = _write(tmp_path / "good", OLD)
+    good = _write(tmp_path / "good", OLD_MANIFEST)
     bad = make(tmp_path)
     assert main(["diff", str(good), str(bad)]) == 2
     err = capsys.readouterr().err
@@ -160,7 +162,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys, make):
 
 
 def test_needs_two_builds_or_a_site(tmp_path, capsys):
-    a = _write(tmp_path / "a", OLD)
+    a = _write(tmp_path / "a", OLD_MANIFEST)
     assert main(["diff", str(a)]) == 2
     assert main(["diff", str(a), str(a), "--site", "CHI@UC"]) == 2
     assert "two builds" in capsys.readouterr().err

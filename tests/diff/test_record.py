@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from sage_image.diff.diff import FileSize, Snapshot, SourcePin
+from sage_image.outfolder import SbomEntry, SourceEntry
 from sage_image.publish import record
 from sage_image.publish.record import (
     CHUNK_CHARS,
@@ -14,13 +16,15 @@ from sage_image.publish.record import (
     record_properties,
     summary_from_properties,
 )
+from tests import contract
 
-MANIFEST = {"schema": 1, "name": "X", "variant": "sage", "elements": ["a"], "checks": ["c"],
-            "sources": {"s": {"url": "u", "commit": "1" * 40, "stand_in": True, "path": "/opt/s"}},
-            "packages": {f"pkg{i}": f"1.{i}-1" for i in range(700)},
-            "python_packages": {"numpy": "1.26.4"}, "boot": {"kernel_version": "6.1.0-28-amd64"},
-            "files": {"qcow2": {"size": 5, "sha512": "x"}}, "phases": {"dib": 1.0},
-            "sbom": {"path": "X.cdx.json", "sha256": "f" * 64}}
+MANIFEST = contract.manifest(
+    "X", elements=("a",), checks=("c",),
+    sources={"s": SourceEntry(url="u", commit="1" * 40, pinned="1" * 40, stand_in=True,
+                              path="/opt/s")},
+    packages={f"pkg{i}": f"1.{i}-1" for i in range(700)}, python_packages={"numpy": "1.26.4"},
+    files={"qcow2": contract.fake_file("X.qcow2", "qcow2", size=5)}, phases={"dib": 1.0},
+    sbom=SbomEntry(path="X.cdx.json", sha256="f" * 64, spec="1.6"))
 
 
 def test_round_trip_keeps_what_diff_needs():
@@ -28,15 +32,15 @@ def test_round_trip_keeps_what_diff_needs():
     assert all(len(v) <= CHUNK_CHARS for v in props.values())
     assert props["sage-sbom-sha256"] == "f" * 64 and props["sage-manifest-sha256"] == "e" * 64
     summary = summary_from_properties(props, where="here")
-    assert summary["packages"] == MANIFEST["packages"]
-    assert summary["python_packages"] == MANIFEST["python_packages"]
-    assert summary["sources"] == {"s": {"url": "u", "commit": "1" * 40, "stand_in": True}}
-    assert summary["kernel"] == "6.1.0-28-amd64" and summary["files"] == {"qcow2": {"size": 5}}
-    assert "phases" not in summary
+    assert summary == Snapshot.of(MANIFEST)
+    assert summary.packages == MANIFEST.packages
+    assert summary.sources == {"s": SourcePin(url="u", commit="1" * 40, stand_in=True)}
+    assert summary.kernel == "6.1.0-28-amd64" and summary.files == {"qcow2": FileSize(size=5)}
 
 
 def test_too_large_a_summary_is_left_out_not_fatal(monkeypatch):
-    noisy = dict(MANIFEST, packages={os.urandom(8).hex(): os.urandom(8).hex() for _ in range(3000)})
+    noisy = contract.replace(MANIFEST, packages={os.urandom(8).hex(): os.urandom(8).hex()
+                                                 for _ in range(3000)})
     props = record_properties(noisy, "e" * 64)
     assert PROP_CHUNKS not in props and "sage-packages-sha256" in props
     with pytest.raises(RecordError, match="no recorded manifest summary"):

@@ -7,7 +7,6 @@ temporary folders removed, also when a test fails.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -22,14 +21,12 @@ from pathlib import Path
 
 import pytest
 
-from sage_image.builder.build import layout_manifest
-from sage_image.catalog import load_catalog
 from sage_image.cli import main
 from sage_image.localcloud.cloud import LocalCloud, SiteSpec, start_cloud
+from sage_image.outfolder import read_manifest
+from tests import contract
 
 SITES = ("CHI@UC", "CHI@TACC", "KVM@TACC")
-# The checks a build's manifest records for its variant (the publish gate wants all of them).
-VARIANT_CHECKS = ("ssh-login", "hostname", "sudo")
 CLOUDS = {"CHI@UC": "chi-uc", "CHI@TACC": "chi-tacc", "KVM@TACC": "kvm-tacc"}
 
 
@@ -60,19 +57,9 @@ def clouds_env(local_sites: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> Loca
     return local_sites
 
 
-def _hashes(path: Path) -> dict[str, str]:
-    """sha256, sha512 and md5 in one pass over the file."""
-    hashes = {algo: hashlib.new(algo) for algo in ("sha256", "sha512", "md5")}
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            for h in hashes.values():
-                h.update(chunk)
-    return {algo: h.hexdigest() for algo, h in hashes.items()}
-
-
 @dataclass
 class BuildFactory:
-    """Writes a build output folder per docs/manifest.md with real qcow2 and raw images."""
+    """Writes a build output folder (tests/contract.py's types) with real qcow2 and raw images."""
 
     root: Path
 
@@ -91,58 +78,34 @@ class BuildFactory:
         qcow2 = out / f"{name}.qcow2"
         if "qcow2" in formats:
             subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", raw, qcow2], check=True)
-        files = {fmt: self._file(out, path, fmt) for fmt, path in (("qcow2", qcow2), ("raw", raw))
-                 if fmt in formats}
+        files = {fmt: contract.image_file(path, fmt, virtual_size=size_mb << 20)
+                 for fmt, path in (("qcow2", qcow2), ("raw", raw)) if fmt in formats}
         if same_disk and {"qcow2", "raw"} <= set(files):
-            files["qcow2"]["same_disk_as"] = files["raw"]["sha512"]
+            files["qcow2"] = contract.replace(files["qcow2"], same_disk_as=files["raw"].sha512)
         props = {"build-variant": "sage", "build-distro": "debian", "build-release": "bookworm",
                  "build-arch": arch, "build-repo": "https://example.invalid/sage-image-builder",
-                 "build-repo-commit": uuid.uuid4().hex * 1, "build-timestamp": str(timestamp),
+                 "build-repo-commit": uuid.uuid4().hex, "build-timestamp": str(timestamp),
                  "build-tag": f"sage-image-12-{timestamp}", "build-image-name": name,
                  "build-source-waggle-node": "09a85ed3", "build-stand-ins": ""}
-        manifest = {"schema": 1, "name": name, "release": "bookworm", "variant": "sage",
-                    "arch": arch, "family": "debian", "os_version": "12",
-                    "qemu_arch": "x86_64" if arch == "amd64" else "aarch64",
-                    "elements": ["debian-minimal", "sage"], "sites": list(sites),
-                    "sources": {"waggle-node": {"url": "https://github.com/waggle-sensor/waggle-node",
-                                                "commit": "09a85ed3e1b7f1c5a3140c6fb894a139b5ea2f94",
-                                                "pinned": "09a85ed3e1b7f1c5a3140c6fb894a139b5ea2f94",
-                                                "stand_in": False, "path": "/opt/virtual-waggle"}},
-                    "stand_ins": [], "dib_version": "3.43.0", "builder_version": "0.1.0",
-                    "properties": props, "files": files,
-                    "packages": {"docker.io": "20.10.24+dfsg1-1", "docker-compose": "1.29.2-3"},
-                    "checks": list(VARIANT_CHECKS), "phases": {},
-                    "created": "2023-11-14T22:13:20Z",
-                    "layout": layout_manifest(load_catalog().layouts[
-                        load_catalog().arches[arch].layout])}
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        contract.write_build(out, contract.manifest(
+            name, arch=arch, sites=sites, files=files, properties=props,
+            elements=("debian-minimal", "sage"), created="2023-11-14T22:13:20Z"))
         if tested is not None:
             self.write_results(out, passed=tested)
         return out
 
     @staticmethod
-    def _file(out: Path, path: Path, fmt: str) -> dict[str, object]:
-        return {"path": path.name, "disk_format": fmt, "size": path.stat().st_size,
-                "virtual_size": path.stat().st_size, **_hashes(path)}
-
-    @staticmethod
-    def write_results(out: Path, *, passed: bool, checks: tuple[str, ...] = VARIANT_CHECKS,
+    def write_results(out: Path, *, passed: bool, checks: tuple[str, ...] | None = None,
                       restricted_by: tuple[str, ...] = ()) -> None:
-        """test-results.json as `sage-image test` writes it (a partial run: `checks` and
-        `restricted_by` as given by --checks / --keep-running)."""
-        manifest = json.loads((out / "manifest.json").read_text())
-        # the test boots the raw when there is one (boot/image.py), else the qcow2
-        tested = manifest["files"].get("raw") or manifest["files"]["qcow2"]
-        results = {"schema": 1, "name": manifest["name"], "tested_file": tested["path"],
-                   "tested_sha512": tested["sha512"],
-                   "passed": passed, "qualifies_for_publish": passed and not restricted_by,
-                   "restricted_by": list(restricted_by), "mode": "direct", "accel": "tcg",
-                   # a failed run: ssh-login timed out (the others passed, to keep it short)
-                   "checks": [{"name": name, "passed": passed or i > 0, "seconds": 1.0,
-                               "reason": None if passed or i > 0 else "timed out"}
-                              for i, name in enumerate(checks)],
-                   "boot_seconds": 20.0, "started": "", "finished": ""}
-        (out / "test-results.json").write_text(json.dumps(results))
+        """test-results.json as `sage-image test` writes it: a run of every check of the variant
+        as defined today, or of `checks` (a partial run: --checks / --keep-running); a failed
+        run is one where ssh-login timed out."""
+        manifest = read_manifest(out)
+        expected = contract.variant_checks(manifest.variant)
+        ran = {n: d for n, d in expected.checks.items() if checks is None or n in checks}
+        contract.write_test(out, contract.results(
+            manifest, checks=ran, failed=() if passed else ("ssh-login",),
+            restricted_by=restricted_by))
 
 
 @pytest.fixture(scope="session")

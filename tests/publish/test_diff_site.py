@@ -3,30 +3,28 @@ real Glance sites and a real (this machine's) package list of several hundred pa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import openstack
 import pytest
 
 from sage_image.builder.artifacts import installed_packages
+from sage_image.outfolder import read_manifest, read_published
 from sage_image.publish.record import CHUNK_CHARS, PROP_CHUNKS, PROP_MANIFEST_SHA, packages_digest
 from sage_image.publish.site import list_images, patch_image
+from tests import contract
 
 pytestmark = pytest.mark.cloud
 DPKG_STATUS = Path("/var/lib/dpkg/status")
 
 
-def _edit(out: Path, change) -> None:  # noqa: ANN001
-    path = out / "manifest.json"
-    manifest = json.loads(path.read_text())
-    change(manifest)
-    path.write_text(json.dumps(manifest, indent=2))
+def _edit(out: Path, **changes) -> None:  # noqa: ANN003
+    contract.write_build(out, contract.replace(read_manifest(out), **changes))
 
 
-def _real_packages(manifest: dict) -> None:
-    manifest["packages"] = installed_packages(DPKG_STATUS)
-    manifest["python_packages"] = {"pywaggle": "0.56.3", "numpy": "1.26.4"}
+def _real_packages() -> dict:
+    return {"packages": installed_packages(DPKG_STATUS),
+            "python_packages": {"pywaggle": "0.56.3", "numpy": "1.26.4"}}
 
 
 def _production(cloud: str, name: str):  # noqa: ANN202
@@ -36,8 +34,8 @@ def _production(cloud: str, name: str):  # noqa: ANN202
 
 def test_publish_records_a_summary_diff_site_reads_it(clouds_env, make_build, image_name, cli):
     first = make_build(image_name, timestamp=1_700_000_000, sites=("CHI@UC",))
-    _edit(first, _real_packages)
-    assert len(json.loads((first / "manifest.json").read_text())["packages"]) > 100
+    _edit(first, **_real_packages())
+    assert len(read_manifest(first).packages) > 100
     assert cli("publish", first, "--json").code == 0
     conn, image = _production("chi-uc", image_name)
     props = image.properties
@@ -53,14 +51,12 @@ def test_publish_records_a_summary_diff_site_reads_it(clouds_env, make_build, im
     # The next version: one package upgraded, one added, a source re-pinned.
     second = make_build(image_name, timestamp=1_700_100_000, sites=("CHI@UC",))
 
-    def change(m: dict) -> None:
-        _real_packages(m)
-        name = sorted(m["packages"])[0]
-        m["packages"][name] = m["packages"][name] + "+sage1"
-        m["packages"]["sage-image-new-package"] = "1.0-1"
-        m["sources"]["waggle-node"]["commit"] = "1" * 40
-
-    _edit(second, change)
+    changed = _real_packages()
+    name = sorted(changed["packages"])[0]
+    changed["packages"][name] = changed["packages"][name] + "+sage1"
+    changed["packages"]["sage-image-new-package"] = "1.0-1"
+    changed["sources"] = {"waggle-node": contract.replace(contract.WAGGLE_NODE, commit="1" * 40)}
+    _edit(second, **changed)
     before = cli("diff", second, "--site", "CHI@UC", "--json", "--exit-code")
     assert before.code == 1, before.err
     changes = before.json()["changes"]
@@ -74,10 +70,10 @@ def test_publish_records_a_summary_diff_site_reads_it(clouds_env, make_build, im
 
     # Publishing it records what is new against the image it replaced.
     assert cli("publish", second, "--json").code == 0
-    previous = json.loads((second / "published.json").read_text())["sites"]["CHI@UC"]["previous"]
-    assert previous["image_id"] == image.id
-    assert previous["changes"]["counts"]["package"] == {"added": 1, "upgraded": 1}
-    assert json.loads((first / "published.json").read_text())["sites"]["CHI@UC"]["previous"] is None
+    previous = read_published(second).sites["CHI@UC"].previous
+    assert previous is not None and previous.image_id == image.id
+    assert previous.changes["counts"]["package"] == {"added": 1, "upgraded": 1}
+    assert read_published(first).sites["CHI@UC"].previous is None
     # ... and the description says so.
     assert cli("describe", second).code == 0
     text = (second / "appliance.md").read_text()
@@ -99,6 +95,6 @@ def test_diff_site_bad_input(clouds_env, make_build, image_name, cli):
 
 
 def test_packages_digest_is_order_free():
-    a = {"packages": {"b": "1", "a": "2"}}
-    assert packages_digest(a) == packages_digest({"packages": {"a": "2", "b": "1"}})
-    assert packages_digest(a) != packages_digest({"packages": {"a": "2", "b": "1.1"}})
+    a = {"b": "1", "a": "2"}
+    assert packages_digest(a) == packages_digest({"a": "2", "b": "1"})
+    assert packages_digest(a) != packages_digest({"a": "2", "b": "1.1"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -15,8 +14,10 @@ import pytest
 import yaml
 
 from sage_image.localcloud.servers import free_port
+from sage_image.outfolder import read_manifest
 from sage_image.publish.plan import TEMP_MARK
 from sage_image.publish.site import SiteImage, list_images
+from tests import contract
 
 pytestmark = pytest.mark.cloud
 
@@ -106,9 +107,10 @@ def test_killed_client_leaves_production_intact(published, make_build, image_nam
 
 def test_wrong_checksum_rolls_back(published, make_build, image_name, cli):
     out = make_build(image_name, timestamp=1_710_000_000, formats=("raw",))
-    manifest = json.loads((out / "manifest.json").read_text())
-    manifest["files"]["raw"]["sha512"] = "0" * 128  # the file no longer matches its build
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    manifest = read_manifest(out)
+    # the file no longer matches its build
+    raw = contract.replace(manifest.files["raw"], sha512="0" * 128)
+    contract.write_build(out, contract.replace(manifest, files={"raw": raw}))
     make_build.write_results(out, passed=True)
     run = cli("publish", out, "--sites", "KVM@TACC", "--json")
     assert run.code == 1

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import openstack
 import pytest
 
+from sage_image.outfolder import Manifest, read_manifest, read_published, read_results
 from sage_image.publish.site import SiteImage, create_image, list_images
 
 SITES = ("CHI@UC", "CHI@TACC", "KVM@TACC")
@@ -28,8 +28,8 @@ def production(cloud: str, name: str) -> SiteImage:
     return holders[0]
 
 
-def manifest(out: Path) -> dict:
-    return json.loads((out / "manifest.json").read_text())
+def manifest(out: Path) -> Manifest:
+    return read_manifest(out)
 
 
 def test_first_publish_then_noop_then_backdate(clouds_env, make_build, image_name, cli):
@@ -38,11 +38,11 @@ def test_first_publish_then_noop_then_backdate(clouds_env, make_build, image_nam
     assert first.code == 0, first.err
     result = first.json()
     assert [s["status"] for s in result["sites"]] == ["published"] * 3
-    files = manifest(out)["files"]
+    files = manifest(out).files
     for site in SITES:
         image = production(CLOUDS[site], image_name)
         fmt = "raw" if site.startswith("KVM") else "qcow2"
-        assert image.sha512 == files[fmt]["sha512"]
+        assert image.sha512 == files[fmt].sha512
         assert image.visibility == "public"
         assert image.properties["build-tag"] == "sage-image-12-1700000000"
         assert image.properties["os_distro"] == "debian"
@@ -51,8 +51,8 @@ def test_first_publish_then_noop_then_backdate(clouds_env, make_build, image_nam
         # a hybrid BIOS+UEFI image claims neither (Chameleon's set none)
         assert "hw_firmware_type" not in image.properties
         assert "sage-image-untested" not in image.properties
-    published = json.loads((out / "published.json").read_text())["sites"]
-    assert {s: published[s]["image_id"] for s in SITES} == {
+    published = read_published(out).sites
+    assert {s: published[s].image_id for s in SITES} == {
         s["site"]: s["image_id"] for s in result["sites"]}
 
     # Re-publish: nothing uploaded, every site "up to date".
@@ -85,7 +85,7 @@ def test_kvm_site_receives_raw(clouds_env, make_build, image_name, cli):
     image = production("kvm-tacc", image_name)
     doc = conn.image.get(f"/images/{image.id}").json()
     assert doc["disk_format"] == "raw"
-    assert image.sha512 == manifest(out)["files"]["raw"]["sha512"]
+    assert image.sha512 == manifest(out).files["raw"].sha512
     assert images("chi-uc", image_name) == []  # only the site asked for
 
 
@@ -163,10 +163,10 @@ def test_a_format_not_proved_to_be_the_tested_disk_is_refused(clouds_env, make_b
 
 def test_a_qcow2_only_build_is_published_as_tested(clouds_env, make_build, image_name, cli):
     out = make_build(image_name, formats=("qcow2",), sites=("CHI@UC",))
-    assert json.loads((out / "test-results.json").read_text())["tested_file"].endswith(".qcow2")
+    assert read_results(out / "test-results.json").tested_file.endswith(".qcow2")
     run = cli("publish", out, "--sites", "CHI@UC")
     assert run.code == 0, run.err
-    assert production("chi-uc", image_name).sha512 == manifest(out)["files"]["qcow2"]["sha512"]
+    assert production("chi-uc", image_name).sha512 == manifest(out).files["qcow2"].sha512
 
 
 def test_two_production_images_refused(clouds_env, make_build, image_name, cli):

@@ -122,14 +122,3 @@ def test_where_a_pinned_override_was_fetched_from_does_not_change_the_layer():
         return plan.images[1].layer_key
 
     assert key("/tmp/session-1/vw") == key("/tmp/session-2/vw")
-
-
-def test_a_passed_test_is_reused_only_if_it_ran_every_check_the_variant_has_now(tmp_path):
-    from sage_image.release.run import _test_cached, variant_check_names
-    from tests.publish.conftest import VARIANT_CHECKS, BuildFactory
-
-    out = BuildFactory(tmp_path)("Sage-Cache-Test")
-    assert _test_cached(out, VARIANT_CHECKS) == "passed on these exact bytes"
-    # a check added to the variant since that test (as boot-units was): test again
-    assert _test_cached(out, (*VARIANT_CHECKS, "boot-units")) is None
-    assert "boot-units" in variant_check_names(None, "base")

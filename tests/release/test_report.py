@@ -22,8 +22,17 @@ import pytest
 from sage_image.catalog.model import load_catalog
 from sage_image.cli import main
 from sage_image.errors import UsageError
+from sage_image.outfolder import (
+    Manifest,
+    PreviousImage,
+    SitePublication,
+    read_manifest,
+    read_results,
+    write_published,
+)
 from sage_image.release import report
 from sage_image.release.plan import plan_release
+from tests import contract
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -56,7 +65,7 @@ def _digest(data: bytes, name: str) -> str:
     return hashlib.new(name, data).hexdigest()
 
 
-def _write_build(folder: Path, image: dict[str, Any], formats: list[str], seed: int) -> dict[str, Any]:
+def _write_build(folder: Path, image: dict[str, Any], formats: list[str], seed: int) -> Manifest:
     """A build output folder: small real image files, manifest.json with their checksums."""
     folder.mkdir(parents=True)
     files = {}
@@ -64,34 +73,21 @@ def _write_build(folder: Path, image: dict[str, Any], formats: list[str], seed: 
         data = os.urandom(1) + bytes([seed, i]) * (40_000 + 9_000 * seed + 3_000 * i)
         path = folder / f"{image['name']}.{fmt}"
         path.write_bytes(data)
-        files[fmt] = {"path": path.name, "disk_format": fmt, "size": len(data),
-                      "virtual_size": 10 * 2**30, "sha256": _digest(data, "sha256"),
-                      "sha512": _digest(data, "sha512"), "md5": _digest(data, "md5"),
-                      **({"compression": "zlib"} if fmt == "qcow2" else {})}
-    manifest = {
-        "schema": 1, "name": image["name"], "release": image["release"],
-        "variant": image["variant"], "arch": image["arch"], "family": "debian", "os_version": "12",
-        "sites": image["sites"], "files": files, "created": "2025-05-20T12:30:00Z",
-        "properties": {"build-timestamp": str(T0 + 60 * seed),
-                       "build-tag": f"sage-image-12-{T0 + 60 * seed}",
-                       "build-variant": image["variant"], "build-image-name": image["name"]},
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        files[fmt] = contract.image_file(path, fmt, virtual_size=10 * 2**30)
+    manifest = contract.manifest(
+        image["name"], release=image["release"], variant=image["variant"], arch=image["arch"],
+        sites=tuple(image["sites"]), files=files, created="2025-05-20T12:30:00Z",
+        properties={"build-timestamp": str(T0 + 60 * seed),
+                    "build-tag": f"sage-image-12-{T0 + 60 * seed}",
+                    "build-variant": image["variant"], "build-image-name": image["name"]})
+    contract.write_build(folder, manifest)
     return manifest
 
 
-def _write_tests(folder: Path, manifest: dict[str, Any], passed: bool) -> None:
-    tested = next(iter(manifest["files"].values()))
-    checks = [{"name": n, "passed": True, "seconds": 1.5, "reason": None}
-              for n in ("cloud-init", "hostname", "ssh-login", "sudo", "provenance")]
-    if not passed:
-        checks[2] = {"name": "ssh-login", "passed": False, "seconds": 30.0,
-                     "reason": "no SSH banner within 30s"}
-    (folder / "test-results.json").write_text(json.dumps({
-        "schema": 1, "name": manifest["name"], "tested_file": tested["path"],
-        "tested_sha512": tested["sha512"], "passed": passed, "qualifies_for_publish": passed, "restricted_by": [], "mode": "direct", "accel": "kvm",
-        "checks": checks, "boot_seconds": 21.4, "started": "2025-05-20T12:31:00Z",
-        "finished": "2025-05-20T12:32:00Z"}))
+def _write_tests(folder: Path, manifest: Manifest, passed: bool) -> None:
+    names = ("cloud-init", "hostname", "ssh-login", "sudo", "provenance")
+    contract.write_test(folder, contract.results(manifest, checks={n: "0" * 16 for n in names},
+                                                 failed=() if passed else ("ssh-login",)))
 
 
 def make_release(root: Path) -> Path:
@@ -161,9 +157,9 @@ def test_report_model_matches_the_release(release_dir: Path) -> None:
     assert states == EXPECTED
     assert {r.key: r.test for r in result.rows} == EXPECTED_TESTS
     sage = next(r for r in result.rows if r.key == "bookworm-sage-amd64")
-    manifest = json.loads((release_dir / sage.key / "manifest.json").read_text())
+    manifest = read_manifest(release_dir / sage.key)
     kvm = next(c for c in sage.cells if c.site == "KVM@TACC")
-    assert kvm.file is not None and kvm.file.sha256 == manifest["files"]["raw"]["sha256"]
+    assert kvm.file is not None and kvm.file.sha256 == manifest.files["raw"].sha256
     uc = next(c for c in sage.cells if c.site == "CHI@UC")
     assert uc.file is not None and uc.file.disk_format == "qcow2"
     assert sage.version == "2025-05-20 12:02 UTC" and sage.build.cached
@@ -171,19 +167,18 @@ def test_report_model_matches_the_release(release_dir: Path) -> None:
 
 
 def test_a_test_result_for_other_bytes_is_stale(release_dir: Path) -> None:
-    path = release_dir / "bookworm-base-amd64" / "test-results.json"
-    data = json.loads(path.read_text())
-    data["tested_sha512"] = "0" * 128
-    path.write_text(json.dumps(data))
+    folder = release_dir / "bookworm-base-amd64"
+    results = read_results(folder / "test-results.json")
+    contract.write_test(folder, contract.replace(results, tested_sha512="0" * 128))
     result = report.build_report(report.load_release(release_dir), formats())
     assert next(r for r in result.rows if r.key == "bookworm-base-amd64").test == "stale"
 
 
 def test_a_partial_test_run_is_not_shown_as_passed(release_dir: Path) -> None:
-    path = release_dir / "bookworm-base-amd64" / "test-results.json"
-    data = json.loads(path.read_text())
-    data.update(passed=True, qualifies_for_publish=False, restricted_by=["--checks ssh-login"])
-    path.write_text(json.dumps(data))
+    folder = release_dir / "bookworm-base-amd64"
+    results = read_results(folder / "test-results.json")
+    contract.write_test(folder, contract.replace(results, passed=True, qualifies_for_publish=False,
+                                                 restricted_by=("--checks ssh-login",)))
     result = report.build_report(report.load_release(release_dir), formats())
     row = next(r for r in result.rows if r.key == "bookworm-base-amd64")
     assert row.test == "partial" and "--checks ssh-login" in row.test_detail
@@ -214,8 +209,8 @@ def test_the_page_is_self_contained(release_dir: Path) -> None:
 def test_html_escapes_names(release_dir: Path) -> None:
     data = report.load_release(release_dir)
     manifests = dict(data.manifests)
-    manifests["bookworm-base-amd64"] = {**manifests["bookworm-base-amd64"],
-                                        "name": "<img src=x onerror=alert(1)>"}
+    manifests["bookworm-base-amd64"] = contract.replace(manifests["bookworm-base-amd64"],
+                                                        name="<img src=x onerror=alert(1)>")
     page = report.render_html(report.build_report(
         report.ReleaseData(data.release, manifests, data.tests), formats()), generator="t")
     assert "<img src=x" not in page and "&lt;img src=x" in page
@@ -224,19 +219,25 @@ def test_html_escapes_names(release_dir: Path) -> None:
 def test_whats_new_against_the_replaced_image(release_dir: Path) -> None:
     """publish records in published.json what changed against the image it replaced; the
     report shows it per image and site (and says nothing for a site without a record)."""
-    from sage_image.diff.diff import diff_manifests
+    from sage_image.diff.diff import Snapshot, diff_manifests
 
     sage = release_dir / "bookworm-sage-amd64"
-    new = json.loads((sage / "manifest.json").read_text())
-    old = json.loads(json.dumps(new))
-    old["packages"] = {**new.get("packages", {}), "docker.io": "20.10.5+dfsg1-1"}
-    old["packages"].pop("docker-compose", None)
-    new["packages"] = {**new.get("packages", {}), "docker.io": "20.10.24+dfsg1-1",
-                       "docker-compose": "1.29.2-3"}
-    changes = diff_manifests(old, new, old_label="CHI@UC: old", new_label="new").as_json()
-    (sage / "published.json").write_text(json.dumps({"schema": 1, "sites": {
-        "CHI@UC": {"image_id": "new-id", "previous": {"image_id": "old-id", "changes": changes}},
-        "KVM@TACC": {"image_id": "kvm-id", "previous": None}}}))
+    new = read_manifest(sage)
+    old_packages = {k: v for k, v in new.packages.items() if k != "docker-compose"}
+    old = contract.replace(new, packages=old_packages | {"docker.io": "20.10.5+dfsg1-1"})
+    new = contract.replace(new, packages=new.packages | {"docker.io": "20.10.24+dfsg1-1",
+                                                         "docker-compose": "1.29.2-3"})
+    changes = diff_manifests(Snapshot.of(old), Snapshot.of(new), old_label="CHI@UC: old",
+                             new_label="new").as_json()
+
+    def site(image_id: str, previous: PreviousImage | None) -> SitePublication:
+        return SitePublication(image_id=image_id, name=new.name, cloud="c", status="published",
+                               time="", previous=previous)
+
+    write_published(sage, {
+        "CHI@UC": site("new-id", PreviousImage(image_id="old-id", build_tag=None,
+                                               changes=changes)),
+        "KVM@TACC": site("kvm-id", None)})
     result = report.build_report(report.load_release(release_dir), formats())
     row = next(r for r in result.rows if r.key == "bookworm-sage-amd64")
     cells = {c.site: c for c in row.cells}

@@ -6,14 +6,12 @@ Reads only what the build wrote (docs/manifest.md); never re-plans from the cata
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
 
 from ... import outfolder
 from ...errors import BootTestError, UsageError
+from ...outfolder import Manifest
 from .disk import DiskInfo, inspect_disk
 
 # raw first: a compressed qcow2 makes QEMU inflate every block the guest reads (CPU that TCG
@@ -26,7 +24,7 @@ DEFAULT_ROOT = "LABEL=cloudimg-rootfs"
 class ImageUnderTest:
     disk: DiskInfo
     out_dir: Path | None          # the build output folder, when there is one
-    manifest: Mapping[str, Any]   # empty for a bare file
+    manifest: Manifest | None     # None for a bare file
     name: str
     variant: str
     qemu_arch: str
@@ -56,11 +54,11 @@ def resolve_image(path: Path, *, disk_format: str | None = None, variant: str | 
                          hint=f"pass a build output folder (with {outfolder.MANIFEST}) or an image file")
     if outfolder.manifest_path(path.parent).is_file():
         manifest = _read_manifest(path.parent)
-        for fmt, entry in (manifest.get("files") or {}).items():
-            if Path(str(entry.get("path", ""))).name == path.name:
+        for fmt, entry in manifest.files.items():
+            if Path(entry.path).name == path.name:
                 return _from_output_dir(path.parent, disk_format or fmt, variant)
     return ImageUnderTest(
-        disk=inspect_disk(path), out_dir=None, manifest=MappingProxyType({}), name=path.stem,
+        disk=inspect_disk(path), out_dir=None, manifest=None, name=path.stem,
         variant=variant or "base", qemu_arch=qemu_arch, tested_file=path.name, kernel=None,
         initrd=None, root=DEFAULT_ROOT,
         results_path=outfolder.results_beside(path))
@@ -68,35 +66,27 @@ def resolve_image(path: Path, *, disk_format: str | None = None, variant: str | 
 
 def _from_output_dir(out: Path, disk_format: str | None, variant: str | None) -> ImageUnderTest:
     manifest = _read_manifest(out)
-    files = manifest.get("files") or {}
+    files = manifest.files
     choices = [disk_format] if disk_format else [f for f in FORMAT_PREFERENCE if f in files]
     if not choices or choices[0] not in files:
         raise UsageError(f"{outfolder.manifest_path(out)} lists no {disk_format or 'qcow2 or raw'} image "
                          f"(it has: {', '.join(files) or 'none'})")
     entry = files[choices[0]]
-    boot = manifest.get("boot") or {}
-    kernel = out / str(boot.get("kernel", "boot/vmlinuz"))
-    initrd = out / str(boot.get("initrd", "boot/initrd.img"))
+    kernel = out / manifest.boot.kernel
+    initrd = out / manifest.boot.initrd
     return ImageUnderTest(
-        disk=inspect_disk(out / str(entry["path"])), out_dir=out,
-        manifest=MappingProxyType(manifest), name=str(manifest.get("name", out.name)),
-        variant=variant or str(manifest.get("variant", "base")),
-        qemu_arch=str(manifest.get("qemu_arch", "x86_64")), tested_file=str(entry["path"]),
-        kernel=kernel if kernel.is_file() else None,
-        initrd=initrd if initrd.is_file() else None,
-        root=str(boot.get("root") or DEFAULT_ROOT), results_path=outfolder.results_path(out),
-        kernel_args=kernel_args(str(boot.get("cmdline") or "")))
+        disk=inspect_disk(out / entry.path), out_dir=out, manifest=manifest, name=manifest.name,
+        variant=variant or manifest.variant, qemu_arch=manifest.qemu_arch,
+        tested_file=entry.path, kernel=kernel if kernel.is_file() else None,
+        initrd=initrd if initrd.is_file() else None, root=manifest.boot.root,
+        results_path=outfolder.results_path(out), kernel_args=kernel_args(manifest.boot.cmdline))
 
 
-def _read_manifest(out: Path) -> dict[str, Any]:
-    path = outfolder.manifest_path(out)
-    if not path.is_file():
+def _read_manifest(out: Path) -> Manifest:
+    if not outfolder.manifest_path(out).is_file():
         raise UsageError(f"{out}: no {outfolder.MANIFEST} - not a build output folder",
                          hint="pass the folder `sage-image build --out` wrote, or an image file")
-    data = outfolder.read_json(path)
-    if data.get("schema") != 1:
-        raise UsageError(f"{path}: not a schema-1 manifest (docs/manifest.md)")
-    return data
+    return outfolder.read_manifest(out)
 
 
 def verify_checksum(image: ImageUnderTest) -> str:
@@ -106,8 +96,9 @@ def verify_checksum(image: ImageUnderTest) -> str:
         for block in iter(lambda: f.read(4 << 20), b""):
             digest.update(block)
     actual = digest.hexdigest()
-    for entry in (image.manifest.get("files") or {}).values():
-        if entry.get("path") == image.tested_file and entry.get("sha512") not in (None, actual):
+    files = image.manifest.files.values() if image.manifest else ()
+    for entry in files:
+        if entry.path == image.tested_file and entry.sha512 != actual:
             raise BootTestError(f"{image.disk.path}: sha512 differs from {outfolder.MANIFEST} - the "
                                 "file changed after the build", hint="rebuild the image")
     return actual

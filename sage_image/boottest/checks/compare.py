@@ -7,28 +7,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from ...builder.pythonlock import canonical
+from ...outfolder import Manifest
 
 SHOWN = 3  # differences named in the one-line reason; the rest are counted
 
 
-def compare_provenance(output: str, manifest: Mapping[str, Any]) -> str | None:
+def compare_provenance(output: str, manifest: Manifest) -> str | None:
     try:
         guest = json.loads(output)
     except ValueError:
         return f"not JSON: {_first_line(output)}"
     if not isinstance(guest, dict):
         return "not a JSON object"
-    expected = {str(k): str(v) for k, v in (manifest.get("properties") or {}).items()}
+    expected = dict(manifest.properties)
     actual = {str(k): str(v) for k, v in guest.items()}
     diffs = [f"{k}: image {actual.get(k)!r} != manifest {expected.get(k)!r}"
              for k in sorted(set(expected) | set(actual)) if expected.get(k) != actual.get(k)]
     return _summary(diffs)
 
 
-def compare_packages(output: str, manifest: Mapping[str, Any]) -> str | None:
+def compare_packages(output: str, manifest: Manifest) -> str | None:
     """Debian packages ("ii|name|version") against manifest.packages and, when the image has a
     Python venv, its packages ("py|name|version") against manifest.python_packages."""
     debian: dict[str, str] = {}
@@ -44,13 +44,13 @@ def compare_packages(output: str, manifest: Mapping[str, Any]) -> str | None:
             python[canonical(parts[1])] = parts[2]
     if not debian:
         return f"no package list from the guest: {_first_line(output)}"
-    diffs = _package_diffs(debian, manifest.get("packages"), "")
-    diffs += _package_diffs(python, manifest.get("python_packages"), "python ")
+    diffs = _package_diffs(debian, manifest.packages, "")
+    diffs += _package_diffs(python, manifest.python_packages, "python ")
     return _summary(diffs)
 
 
-def _package_diffs(guest: dict[str, str], listed: Any, kind: str) -> list[str]:
-    expected = {str(k): str(v) for k, v in (listed or {}).items()}
+def _package_diffs(guest: dict[str, str], listed: Mapping[str, str], kind: str) -> list[str]:
+    expected = dict(listed)
     if kind:
         expected = {canonical(k): v for k, v in expected.items()}
     missing = sorted(set(expected) - set(guest))
@@ -61,20 +61,20 @@ def _package_diffs(guest: dict[str, str], listed: Any, kind: str) -> list[str]:
             + [f"{kind}{k}: image {guest[k]} != manifest {expected[k]}" for k in changed])
 
 
-def compare_source_commits(output: str, manifest: Mapping[str, Any]) -> str | None:
+def compare_source_commits(output: str, manifest: Manifest) -> str | None:
     found = dict(line.split("|", 1) for line in output.splitlines() if "|" in line)
     diffs = []
-    for name, src in sorted(source_entries(manifest).items()):
-        commit = found.get(src["path"], "missing")
+    for name, src in sorted(manifest.sources.items()):
+        commit = found.get(src.path, "missing")
         if commit == "missing":
-            diffs.append(f"{name}: no git checkout at {src['path']}")
-        elif commit != src["commit"]:
-            diffs.append(f"{name}: {src['path']} is at {commit[:12]}, manifest says "
-                         f"{src['commit'][:12]}")
+            diffs.append(f"{name}: no git checkout at {src.path}")
+        elif commit != src.commit:
+            diffs.append(f"{name}: {src.path} is at {commit[:12]}, manifest says "
+                         f"{src.commit[:12]}")
     return _summary(diffs)
 
 
-def compare_ntp(output: str, manifest: Mapping[str, Any]) -> str | None:
+def compare_ntp(output: str, manifest: Manifest) -> str | None:
     """chrony runs (timesyncd does not) with exactly the manifest's servers, and the
     distribution's pool only if the manifest says so. Lines: `chrony=STATE`,
     `timesyncd=STATE`, `tracking=ok|fail`, then `server HOST` / `pool HOST` as configured."""
@@ -89,14 +89,13 @@ def compare_ntp(output: str, manifest: Mapping[str, Any]) -> str | None:
     words = [ln.split() for ln in output.splitlines() if ln.startswith(("server ", "pool "))]
     servers = [w[1] for w in words if w[0] == "server"]
     pools = [w[1] for w in words if w[0] == "pool"]
-    ntp = manifest.get("ntp") or {}
-    wanted = [str(s) for s in ntp.get("servers", [])]
+    wanted = list(manifest.ntp.servers)
     if sorted(servers) != sorted(wanted):
         diffs.append(f"servers {' '.join(servers) or '(none)'} != manifest "
                      f"{' '.join(wanted) or '(none)'}")
-    if bool(pools) != bool(ntp.get("pool", True)):
+    if bool(pools) != manifest.ntp.pool:
         diffs.append(f"pool {' '.join(pools) or '(none)'} but the manifest says pool="
-                     f"{bool(ntp.get('pool', True))}".lower())
+                     f"{manifest.ntp.pool}".lower())
     return _summary(diffs)
 
 
@@ -111,35 +110,35 @@ TYPE_NAMES = {"c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI system",
 SIZE_UNITS = {"MiB": 2**20, "GiB": 2**30}
 
 
-def compare_partitions(output: str, manifest: Mapping[str, Any]) -> str | None:
+def compare_partitions(output: str, manifest: Manifest) -> str | None:
     """`sfdisk --json` of the boot disk vs the layout the manifest says the image was built
     with: the table's kind, then each partition's type and (when fixed) size, in order."""
-    layout = manifest.get("layout")
-    if not isinstance(layout, dict):
-        return "the manifest records no disk layout (built before layouts were recorded)"
+    layout = manifest.layout
+    if layout is None:
+        return "the manifest records no disk layout"
     try:
         table = json.loads(output)["partitiontable"]
     except (ValueError, KeyError, TypeError):
         return f"no partition table from sfdisk: {_first_line(output)}"
     label = SFDISK_LABELS.get(str(table.get("label")), str(table.get("label")))
-    if label != layout["label"]:
-        return f"the disk is {label}, layout {layout['name']} is {layout['label']}"
+    if label != layout.label:
+        return f"the disk is {label}, layout {layout.name} is {layout.label}"
     found = table.get("partitions") or []
     sector = int(table.get("sectorsize", 512))
     diffs = []
-    for i, want in enumerate(layout["partitions"]):
-        what = f"partition {i + 1} ({ROLE_NAMES.get(want['role'], want['role'])})"
+    for i, want in enumerate(layout.partitions):
+        what = f"partition {i + 1} ({ROLE_NAMES.get(want.role, want.role)})"
         if i >= len(found):
             diffs.append(f"{what} is missing")
             continue
         kind = str(found[i].get("type", "")).lower().removeprefix("0x")
-        if kind != str(want["type"]).lower():
-            diffs.append(f"{what} is {_type_name(kind)}, {layout['name']} wants "
-                         f"{_type_name(str(want['type']).lower())}")
-        size = _fixed_size(str(want["size"]))
+        if kind != want.type.lower():
+            diffs.append(f"{what} is {_type_name(kind)}, {layout.name} wants "
+                         f"{_type_name(want.type.lower())}")
+        size = _fixed_size(want.size)
         if size and int(found[i].get("size", 0)) * sector != size:
             diffs.append(f"{what} is {int(found[i].get('size', 0)) * sector // 2**20} MiB, "
-                         f"{layout['name']} wants {want['size']}")
+                         f"{layout.name} wants {want.size}")
     return _summary(diffs)
 
 
@@ -154,14 +153,7 @@ def _fixed_size(text: str) -> int | None:
     return None  # 100%: the root grows at first boot
 
 
-def source_entries(manifest: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    """The manifest's sources that have a path in the image (only those can be checked)."""
-    return {name: {"path": str(s["path"]), "commit": str(s["commit"])}
-            for name, s in (manifest.get("sources") or {}).items()
-            if isinstance(s, dict) and s.get("path") and s.get("commit")}
-
-
-COMPARATORS: dict[str, Callable[[str, Mapping[str, Any]], str | None]] = {
+COMPARATORS: dict[str, Callable[[str, Manifest], str | None]] = {
     "provenance": compare_provenance,
     "packages": compare_packages,
     "source-commits": compare_source_commits,

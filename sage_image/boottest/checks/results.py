@@ -1,20 +1,22 @@
 """A test run's results: test-results.json (read by publish), JUnit XML (CI), a summary table.
 
-test-results.json follows docs/manifest.md; publish trusts an image only if the run
-`qualifies_for_publish` (every check passed, none left out by --checks, no --keep-running) and
-`tested_sha512` is the bytes it uploads (or recorded as the same disk in the manifest).
+test-results.json is `outfolder.TestResults` (docs/manifest.md): per check, the digest of the
+definition that ran, and the tester's identity - publish's gate (`outfolder.publish_gate`)
+accepts a run only for the bytes it tested, by this tester, of every check as defined now.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from ...console import format_table
-from ...outfolder import write_json
+from ...outfolder import RESULTS_SCHEMA, CheckRecord, Tester, TestResults, write_results
 from .runner import CheckResult
 
 
@@ -39,6 +41,8 @@ class TestReport:
     # Wall time from SSH up to the last check's result: checks run concurrently, so this is
     # less than the sum of their `seconds`.
     checks_seconds: float | None = None
+    tester: Tester = Tester(version="", digest="")
+    digests: Mapping[str, str] = field(default_factory=dict)  # check -> definition digest
 
     __test__ = False  # not a pytest test class, despite the name
 
@@ -53,25 +57,27 @@ class TestReport:
     def failed(self) -> tuple[CheckResult, ...]:
         return tuple(c for c in self.checks if not c.passed)
 
+    def to_record(self) -> TestResults:
+        """What test-results.json holds: what a person looks for first (name, file, verdict),
+        the checks last."""
+        return TestResults(
+            schema=RESULTS_SCHEMA, name=self.name, tested_file=self.tested_file,
+            tested_sha512=self.tested_sha512, passed=self.passed,
+            qualifies_for_publish=self.qualifies_for_publish, restricted_by=self.restricted_by,
+            mode=self.mode, accel=self.accel, firmware=self.firmware, tester=self.tester,
+            checks=tuple(CheckRecord(name=c.name, passed=c.passed, seconds=c.seconds,
+                                     reason=c.reason, digest=self.digests[c.name])
+                         for c in self.checks),
+            boot_seconds=self.boot_seconds, checks_seconds=self.checks_seconds,
+            started=self.started, finished=self.finished, error=self.error, logs=self.logs)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": 1, "name": self.name, "tested_file": self.tested_file,
-            "tested_sha512": self.tested_sha512, "passed": self.passed,
-            "qualifies_for_publish": self.qualifies_for_publish,
-            "restricted_by": list(self.restricted_by), "mode": self.mode,
-            "accel": self.accel, "firmware": self.firmware,
-            "checks": [{"name": c.name, "passed": c.passed, "seconds": c.seconds,
-                        "reason": c.reason} for c in self.checks],
-            "boot_seconds": self.boot_seconds, "checks_seconds": self.checks_seconds,
-            "started": self.started,
-            "finished": self.finished, "error": self.error, "logs": list(self.logs),
-        }
+        return msgspec.to_builtins(self.to_record())
 
 
-def write_results(report: TestReport, path: Path) -> Path:
+def save_results(report: TestReport, path: Path) -> Path:
     """Write atomically: publish may read the file while a second test is finishing."""
-    # Unsorted: to_dict puts what a person looks for first (name, file, verdict), checks last.
-    return write_json(path, report.to_dict(), sort_keys=False)
+    return write_results(path, report.to_record())
 
 
 def junit_xml(report: TestReport) -> str:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BootTestError, CommandError
+from ...outfolder import Manifest
 from ...runner import run
 from ..boot.ssh import Output, SshTarget, ssh_run, upload
 from .assets import GUEST_SETUP, build_asset
@@ -47,7 +48,7 @@ class CheckContext:
     """What checks need about the guest under test; `prepared` grows as assets are copied in."""
 
     target: SshTarget
-    manifest: Mapping[str, Any]
+    manifest: Manifest | None  # None for a bare image file: nothing to compare with
     values: Mapping[str, str]
     host_dir: Path
     qemu_arch: str
@@ -130,6 +131,8 @@ def _evaluate(check: CheckDef, ctx: CheckContext) -> tuple[str | None, str]:
     if check.compare:
         if out.exit != 0:
             return f"exit {out.exit}: {_one_line(text)}", text
+        if ctx.manifest is None:
+            return "a bare image file has no manifest to compare with", text
         return COMPARATORS[check.compare](out.stdout, ctx.manifest), text
     return expectation_problem(check.expect, out, ctx.values), text
 

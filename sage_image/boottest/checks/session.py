@@ -27,9 +27,9 @@ from ..boot.image import ImageUnderTest, resolve_image, verify_checksum
 from ..boot.kvm import choose_accel
 from ..boot.qemu import CONSOLE, QEMU_BINARY, Machine, VmSpec
 from ..boot.ssh import SshTarget, generate_key, ssh_run, start_master, stop_master
-from .compare import source_entries
+from .identity import check_digest, current_tester
 from .model import CheckDef, load_checks, render, select_checks
-from .results import TestReport, write_junit, write_results
+from .results import TestReport, save_results, write_junit
 from .runner import GUEST_ASSET_DIR, CheckContext, CheckResult, run_checks
 
 # Generous: on a quiet 2-core host a direct boot reaches SSH in well under a minute, but a
@@ -54,6 +54,7 @@ class TestRequest:
     uefi: bool = False
     junit: Path | None = None
     catalog: Path | None = None
+    definitions: Path | None = None     # the check definitions (default: the shipped checks.yaml)
     work_base: Path | None = None
     memory_mb: int = 2048
 
@@ -87,7 +88,8 @@ def test_image(request: TestRequest, events: Events = Events()) -> TestReport:
             report = _boot_and_check(request, image, checks, vm, target, meta, workdir, events)
         report = replace(report, tested_sha512=sha512, started=started, finished=_now(),
                          restricted_by=publish_restrictions(request, image,
-                                                            keep_running=events.hold is not None))
+                                                            keep_running=events.hold is not None),
+                         tester=current_tester(), digests={c.name: check_digest(c) for c in checks})
         return _write(request, image, report)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -101,13 +103,13 @@ def publish_restrictions(request: TestRequest, image: ImageUnderTest, *,
         restricted.append(f"--checks {','.join(request.checks)}")
     if keep_running:
         restricted.append("--keep-running")
-    if request.variant and image.manifest and request.variant != image.manifest.get("variant"):
+    if request.variant and image.manifest and request.variant != image.manifest.variant:
         restricted.append(f"--variant {request.variant}")
     return tuple(restricted)
 
 
 def _checks_for(request: TestRequest, image: ImageUnderTest) -> tuple[CheckDef, ...]:
-    selected = select_checks(load_catalog(request.catalog), load_checks(),
+    selected = select_checks(load_catalog(request.catalog), load_checks(request.definitions),
                              variant=image.variant, only=request.checks)
     if request.check_timeout:
         selected = tuple(replace(c, timeout=request.check_timeout) for c in selected)
@@ -251,7 +253,8 @@ def _last_console_line(vm: Machine) -> str:
 
 
 def _values(image: ImageUnderTest, meta: Metadata) -> dict[str, str]:
-    paths = " ".join(f"'{s['path']}'" for s in source_entries(image.manifest).values())
+    sources = image.manifest.sources.values() if image.manifest else ()
+    paths = " ".join(f"'{s.path}'" for s in sources)
     return {"hostname": meta.hostname, "uuid": meta.uuid, "user": "cc",
             "key_comment": f"sage-image-test-{meta.uuid}", "asset_dir": GUEST_ASSET_DIR,
             "source_paths": paths, "console": CONSOLE[image.qemu_arch].split(",")[0]
@@ -261,8 +264,7 @@ def _values(image: ImageUnderTest, meta: Metadata) -> dict[str, str]:
 def _manifest_values(image: ImageUnderTest) -> dict[str, str]:
     """Placeholders taken from what the build recorded; a check naming one the manifest lacks
     keeps the literal {placeholder} and so fails."""
-    properties = image.manifest.get("properties") or {}
-    cuda = properties.get("build-cuda-version")
+    cuda = image.manifest.properties.get("build-cuda-version") if image.manifest else None
     return {"cuda_version": str(cuda)} if cuda else {}
 
 
@@ -337,7 +339,7 @@ def _logs_from_overlay(vm: Machine, dest: Path, workdir: Path,
 
 
 def _write(request: TestRequest, image: ImageUnderTest, report: TestReport) -> TestReport:
-    write_results(report, image.results_path)
+    save_results(report, image.results_path)
     if request.junit:
         write_junit(report, request.junit)
     return report
