@@ -20,7 +20,16 @@ import pytest
 
 from sage_image.boottest.checks.model import load_checks, select_checks
 from sage_image.catalog.model import load_catalog
-from tests.boottest.image_copies import copy_for_breaking, edit_root, linked_copy, list_root, read_root
+from sage_image.outfolder import read_manifest
+from tests import contract
+from tests.boottest.image_copies import (
+    copy_for_breaking,
+    edit_root,
+    linked_copy,
+    list_root,
+    read_root,
+    write_broken,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.gpu]
 
@@ -40,23 +49,22 @@ def gpu_build(gpu_release) -> Path:
 
 
 def _raw(build: Path) -> Path:
-    manifest = json.loads((build / "manifest.json").read_text())
-    return build / manifest["files"]["raw"]["path"]
+    return build / read_manifest(build).files["raw"].path
 
 
 def test_gpu_image_passes_every_check_without_a_gpu(gpu_release, gpu_build: Path) -> None:
     test = gpu_release.record["jobs"][f"test:{IMAGE}"]
     assert test["status"] in ("ok", "cached"), test["reason"]
-    results = json.loads((gpu_build / "test-results.json").read_text())
+    results = contract.fresh_results(gpu_build)
     wanted = [c.name for c in select_checks(load_catalog(), load_checks(), variant="gpu")]
-    assert [c["name"] for c in results["checks"]] == wanted
-    failed = {c["name"]: c["reason"] for c in results["checks"] if not c["passed"]}
+    assert [c.name for c in results.checks] == wanted
+    failed = {c.name: c.reason for c in results.checks if not c.passed}
     assert failed == {}
     # no GPU in the VM: cloud-init still finished cleanly and no unit failed (boot-units)
     assert {"cloud-init", "boot-units", "nvidia-module"} <= set(wanted)
-    manifest = json.loads((gpu_build / "manifest.json").read_text())
-    assert manifest["properties"]["build-cuda-version"] == "11.8"  # bookworm's own toolkit
-    assert CUDA_ARG in manifest["boot"]["cmdline"].split()
+    manifest = read_manifest(gpu_build)
+    assert manifest.properties["build-cuda-version"] == "11.8"  # bookworm's own toolkit
+    assert CUDA_ARG in manifest.boot.cmdline.split()
 
 
 def test_gpu_image_has_the_cuda_argument_in_grub_and_no_build_leftovers(gpu_build: Path) -> None:
@@ -95,19 +103,20 @@ GPU_FAILURES = {
 
 def test_broken_gpu_copy_fails_each_gpu_check(gpu_build: Path, tmp_path: Path) -> None:
     raw, manifest = copy_for_breaking(gpu_build, tmp_path / "out")
-    kernel = manifest["boot"]["kernel_version"]
+    kernel = manifest.boot.kernel_version
     dkms = f"/lib/modules/{kernel}/updates/dkms"
     modules = [n for n in list_root(raw, dkms) if n.startswith("nvidia")]
     assert any(n.startswith("nvidia-current.ko") for n in modules), modules
     edit_root(raw, tmp_path, {f"{dkms}/{name}": None for name in modules}        # nvidia-module
               | {"/usr/bin/nvidia-smi": None,                                    # nvidia-smi
-                 # boot-units: Debian's forced nvidia-drm load at boot, which the build removes
-                 "/etc/modules-load.d/nvidia.conf": ("nvidia-drm\n", 0o644)})
-    manifest["properties"]["build-cuda-version"] = "12.4"  # cuda-nvcc: the wrong toolkit
-    manifest["boot"]["cmdline"] = " ".join(a for a in manifest["boot"]["cmdline"].split()
-                                           if a != CUDA_ARG)                     # cmdline
-    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    proc = sage_image("test", str(tmp_path / "out"), "--json",
+                 # boot-units: Debian's boot-time nvidia-drm load without the build's GPU test
+                 "/etc/modprobe.d/sage-nvidia-drm.conf": None})
+    out = write_broken(
+        raw, manifest,
+        properties=manifest.properties | {"build-cuda-version": "12.4"},  # cuda-nvcc: wrong toolkit
+        boot=contract.replace(manifest.boot, cmdline=" ".join(             # cmdline
+            a for a in manifest.boot.cmdline.split() if a != CUDA_ARG)))
+    proc = sage_image("test", str(out), "--json",
                       "--checks", ",".join(("ssh-login", *GPU_FAILURES)))
     assert proc.returncode == 1, proc.stderr
     reasons = {c["name"]: c["reason"] for c in json.loads(proc.stdout)["checks"]}
