@@ -1,7 +1,7 @@
 """What `sage-image ci github|k8s` and `sage-image report` do (their flags: commands.py).
 
-Generation is pure (ci.py, report.py); this module reads inputs, checks what was generated
-against the plan, and writes files.
+Generation is pure (ci/github.py, ci/k8s_jobs.py, report.py); this module reads inputs, checks
+what was generated against the plan, and writes files.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,8 +18,11 @@ from ..builder.provenance import builder_commit
 from ..catalog.model import load_catalog
 from ..console import Console
 from ..errors import SageImageError, UsageError
-from ..folders import make_folder, make_parent_folder
-from . import ci, report
+from ..folders import make_folder, write_file
+from ..k8s import render
+from . import report
+from .ci import github, k8s_jobs
+from .ci.common import plan_graph, secret_names
 from .selection import selection_from_args
 
 DEFAULT_WORKFLOW = Path(".github/workflows/sage-image-release.yml")
@@ -48,15 +50,14 @@ def _check_graph(found: dict[str, tuple[str, ...]], plan_graph: dict[str, tuple[
 def cmd_github(args: argparse.Namespace, console: Console) -> int:
     catalog = load_catalog(args.catalog)
     plan = selection_from_args(args).plan(catalog, publish=True)
-    workflow = ci.github_workflow(catalog, plan)
-    _check_graph(ci.workflow_graph(workflow), ci.plan_graph(plan))
-    text = ci.render_workflow(workflow, _command_line(args))
+    workflow = github.github_workflow(catalog, plan)
+    _check_graph(github.workflow_graph(workflow), plan_graph(plan))
+    text = github.render_workflow(workflow, _command_line(args))
     if str(args.out) == "-":
         sys.stdout.write(text)
         return 0
-    make_parent_folder(args.out, option="--out")
-    args.out.write_text(text)
-    secrets = sorted({n for p in plan.publishes for n in ci.secret_names(p.site)})
+    write_file(args.out, text, option="--out")
+    secrets = sorted({n for p in plan.publishes for n in secret_names(p.site)})
     if console.json_mode:
         console.json({"ok": True, "out": str(args.out), "jobs": len(workflow["jobs"]),
                       "secrets": secrets})
@@ -77,17 +78,17 @@ def _default_ref() -> str:
 def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
     catalog = load_catalog(args.catalog)
     plan = selection_from_args(args).plan(catalog, publish=args.publish)
-    options = ci.K8sOptions(
-        run=ci.check_run(args.run or time.strftime("%Y%m%d-%H%M%S", time.gmtime())),
+    options = k8s_jobs.K8sOptions(
+        run=k8s_jobs.check_run(args.run or time.strftime("%Y%m%d-%H%M%S", time.gmtime())),
         ref=args.ref or _default_ref(), repo=args.repo or catalog.builder.repo,
-        namespace=ci.dns_name(args.namespace), storage_class=args.storage_class,
+        namespace=k8s_jobs.dns_name(args.namespace), storage_class=args.storage_class,
         clouds_secret=args.clouds_secret)
-    objects = ci.k8s_objects(catalog, plan, options)
-    _check_graph(ci.k8s_graph(objects), ci.plan_graph(plan))
+    objects = k8s_jobs.k8s_objects(catalog, plan, options)
+    _check_graph(k8s_jobs.k8s_graph(objects), plan_graph(plan))
     extra = ["--publish"] if args.publish else []
-    files = ci.k8s_files(objects, _command_line(args, *extra, "--run", options.run,
-                                                "--ref", options.ref))
-    _write_tree(args.out, files)
+    files = k8s_jobs.k8s_files(objects, _command_line(args, *extra, "--run", options.run,
+                                                      "--ref", options.ref))
+    render.write_tree(args.out, files, marker=K8S_MARKER, command="sage-image ci k8s")
     jobs = [o["metadata"]["name"] for o in objects if o["kind"] == "Job"]
     if console.json_mode:
         console.json({"ok": True, "out": str(args.out), "run": options.run, "ref": options.ref,
@@ -99,21 +100,6 @@ def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
         console.info(f"publish pods read the Secret {options.clouds_secret} (key clouds.yaml) in "
                      f"namespace {options.namespace}; create it before they start")
     return 0
-
-
-def _write_tree(out: Path, files: dict[str, str]) -> None:
-    """Replace an earlier tree of ours; refuse a non-empty directory that is not ours."""
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / K8S_MARKER).exists()):
-            raise UsageError(f"{out} exists and was not written by `sage-image ci k8s`",
-                             hint="choose another --out or remove it")
-        shutil.rmtree(out)
-    make_folder(out, option="--out")
-    for rel, text in files.items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    (out / K8S_MARKER).write_text("written by sage-image ci k8s; the whole directory is replaced\n")
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
