@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import yaml
 from sage_image.catalog.model import ACTION_PIN_RE, IMAGE_PIN_RE, Catalog, load_catalog
 from sage_image.cli import main
 from sage_image.errors import ConfigError, UsageError
+from sage_image.k8s import render
 from sage_image.release.ci import common, github, k8s_jobs
+from sage_image.release.ci_commands import K8S_MARKER
 from sage_image.release.plan import ReleasePlan, plan_release
 
 Obj = dict[str, Any]
@@ -325,6 +328,23 @@ def test_k8s_pins_privilege_and_secrets(catalog: Catalog) -> None:
     assert len(names) == len(set(names)) and all(len(n) <= 63 for n in names)
     pvc = next(o for o in objs if o["kind"] == "PersistentVolumeClaim")
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def _by_kind_and_name(objs: list[Obj]) -> dict[tuple[str, str], Obj]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def test_k8s_tree_renders_with_kustomize_to_exactly_the_checked_objects(
+        catalog: Catalog, tmp_path: Path, kustomize: Callable[[Path], list[Obj]]) -> None:
+    """What `kubectl apply -k DIR` sends is exactly what the schema and graph tests check."""
+    objs = k8s_jobs.k8s_objects(catalog, make_plan(catalog, "whole-catalog"), OPTIONS)
+    out = tmp_path / "k8s"
+    render.write_tree(out, k8s_jobs.k8s_files(objs, "c"), marker=K8S_MARKER, command="c")
+    assert _by_kind_and_name(kustomize(out)) == _by_kind_and_name(objs)
+    missing = next((out / "jobs").iterdir())
+    missing.unlink()  # the render can fail: a Job the kustomization lists is not there
+    with pytest.raises(RuntimeError, match=missing.name):
+        kustomize(out)
 
 
 def test_action_pin_pattern_refuses_floating_refs() -> None:
