@@ -9,6 +9,7 @@ from pathlib import Path
 from ..cli_common import add_catalog_flag, add_command, add_json_flag, comma_list, positive_seconds
 from ..console import Console, Progress
 from ..errors import UsageError
+from ..folders import check_file
 from .boot.configdrive import KINDS
 from .boot.ssh import SshTarget
 from .checks.results import TestReport, check_line, summary_table
@@ -57,6 +58,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_test(args: argparse.Namespace, console: Console) -> int:
     if args.uefi and not args.firmware:
         raise UsageError("--uefi only applies with --firmware")
+    if args.junit:  # written after the boot test: refuse a place it cannot go before booting
+        check_file(args.junit, option="--junit")
     request = TestRequest(
         path=args.path, checks=args.checks, mode="firmware" if args.firmware else "direct",
         accel=args.accel, metadata=args.metadata, disk_format=args.disk_format,

@@ -25,7 +25,7 @@ import diskimage_builder.version as dib_version
 from .. import __version__
 from ..catalog.model import Layout
 from ..errors import BuildError
-from ..folders import check_folder, make_folder
+from ..folders import check_file, check_folder, make_folder
 from ..outfolder import manifest_path, write_json
 from . import artifacts, devmapper, preflight, pythonlock, sbom
 from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
@@ -122,6 +122,8 @@ def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
     preflight.check_root()
     check_folder(plan.out_dir, option="--out")
     check_folder(options.cache_root, option="--cache")
+    if plan.save_layer:  # written last, after the whole build: refuse a bad one now
+        check_file(plan.save_layer, option="--save-layer")
     preflight.check_tools()
     preflight.check_loop_devices()
     preflight.check_free_disk(plan, plan.out_dir, options.cache_root)

@@ -18,7 +18,7 @@ from ..builder.provenance import builder_commit
 from ..catalog.model import load_catalog
 from ..console import Console
 from ..errors import SageImageError, UsageError
-from ..folders import make_folder, write_file
+from ..folders import check_folder, write_file
 from ..k8s import render
 from . import report
 from .ci import github, k8s_jobs
@@ -103,6 +103,7 @@ def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
 
 
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    out = check_folder(args.out or args.release_dir, option="--out")  # refused before reading
     catalog = load_catalog(args.catalog)
     formats = {name: catalog.site_kinds[site.kind].disk_format
                for name, site in catalog.sites.items()}
@@ -112,12 +113,10 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise UsageError(f"{args.release_dir / report.RELEASE_FILE}: unexpected content "
                          f"({type(exc).__name__}: {exc})") from exc
-    out = args.out or args.release_dir
-    make_folder(out, option="--out")
     page = report.render_html(result, generator=f"written by sage-image {__version__} report")
-    (out / "report.html").write_text(page)
-    (out / "report.json").write_text(
-        json.dumps(report.report_json(result), indent=2) + "\n")
+    write_file(out / "report.html", page, option="--out")
+    write_file(out / "report.json", json.dumps(report.report_json(result), indent=2) + "\n",
+               option="--out")
     if console.json_mode:
         console.json({"ok": True, "html": str(out / "report.html"),
                       "json": str(out / "report.json"), "failed_jobs": result.failed})
