@@ -337,7 +337,7 @@ def network_policy(request: K8sRequest, node: NodeSpec) -> Obj:
 
 
 # -- the kustomize tree -----------------------------------------------------------------------
-def kustomization(plan_: Plan) -> Obj:
+def root_kustomization(plan_: Plan) -> Obj:
     """The top level: every node's folder, and the key Secret of each node."""
     generators = {}
     if plan_.request.register_key is not None:
@@ -353,7 +353,7 @@ def kustomization(plan_: Plan) -> Obj:
 
 def files(plan_: Plan) -> dict[str, str]:
     """Relative path -> text of every generated file except the key copy."""
-    out = {render.KUSTOMIZATION: render.dump(kustomization(plan_))}
+    out = {render.KUSTOMIZATION: render.dump(root_kustomization(plan_))}
     for n in plan_.nodes:
         base = f"nodes/{n.node.namespace}"
         out |= {f"{base}/{rel}": text for rel, text in render.folder_files(n.objects).items()}
