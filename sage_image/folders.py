@@ -1,26 +1,38 @@
-"""Creating the folders commands write into (--out, --dir, --cache): the one place that turns
-the operating system's refusal into a one-line UsageError instead of a traceback."""
+"""Creating the folders and files commands write (--out, --dir, --cache, --junit, ...): the one
+place that turns the operating system's refusal into a one-line UsageError instead of a
+traceback, before the work starts where it can."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 from .errors import UsageError
 
 
 def check_folder(path: Path, *, option: str) -> Path:
-    """Refuse, without creating anything, a path that cannot become a folder: it, or the
-    nearest existing folder above it, is a file. (Pre-flight checks use this; nothing is left
-    behind when a later check fails.)"""
+    """Refuse a path that cannot become a folder we write in: it, or the nearest existing folder
+    above it, is a file; or that folder refuses a new entry (/proc, a read-only mount, no
+    permission). Leaves nothing behind, so pre-flight checks can use it: the one probe entry
+    it makes is removed at once."""
     path = Path(path)
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        what = "exists" if probe == path else f"is inside {probe}, which exists"
-        raise UsageError(f"{option} {path}: {what} and is not a folder",
-                         hint=f"give {option} a new or existing folder")
+    problem = _folder_problem(path, path)
+    if problem:
+        raise UsageError(f"{option} {path}: {problem}",
+                         hint=f"give {option} a new or existing folder you can write to")
     return path
+
+
+def check_file(file: Path, *, option: str) -> Path:
+    """The same for an output file: not a folder, and its folder can be made and written in."""
+    file = Path(file)
+    problem = "is a folder, expected a file name" if file.is_dir() else \
+        _folder_problem(file, file.parent)
+    if problem:
+        raise UsageError(f"{option} {file}: {problem}",
+                         hint=f"give {option} a file name in a folder you can write to")
+    return file
 
 
 def make_folder(path: Path, *, option: str) -> Path:
@@ -42,8 +54,51 @@ def make_folder(path: Path, *, option: str) -> Path:
 
 def make_parent_folder(file: Path, *, option: str) -> Path:
     """For an output file: refuse a folder in its place and create the folder it goes in."""
-    file = Path(file)
-    if file.is_dir():
-        raise UsageError(f"{option} {file}: is a folder, expected a file name")
+    file = check_file(file, option=option)
     make_folder(file.parent, option=option)
     return file
+
+
+def write_file(file: Path, text: str, *, option: str) -> Path:
+    """Write an output file the user named, atomically: a reader sees the old file or the new
+    one, never half of one (a temporary file in the same folder, then renamed over it)."""
+    file = make_parent_folder(file, option=option)
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(file)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UsageError(f"{option} {file}: cannot write: {exc.strerror or exc}",
+                         hint=f"give {option} a file name in a folder you can write to") from exc
+    return file
+
+
+def _folder_problem(target: Path, folder: Path) -> str | None:
+    """Why `folder` (target itself, or the folder of target, a file) cannot be written in, or
+    None. Messages name the first folder that is in the way."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        return ("exists and is not a folder" if probe == target
+                else f"is inside {probe}, which exists and is not a folder")
+    refusal = _cannot_write_in(probe)
+    if refusal is None:
+        return None
+    if probe == folder:
+        where = "cannot write in it" if probe == target else f"cannot write in {probe}"
+    else:
+        first = probe / folder.relative_to(probe).parts[0]
+        where = "cannot create folder" + ("" if first == target else f" {first}")
+    return f"{where}: {refusal.strerror or refusal}"
+
+
+def _cannot_write_in(folder: Path) -> OSError | None:
+    """Try: a folder may look writable (root passes every permission check) and still refuse
+    a new entry - /proc, a read-only mount."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sage-image-probe-", dir=folder))
+    except OSError as exc:
+        return exc
+    return None

@@ -1,7 +1,15 @@
 """The one wrapper every external command goes through.
 
-It logs the command line, builds the environment explicitly, kills the child on any
-exception (including KeyboardInterrupt) and turns a failure into a CommandError.
+It logs the command line, builds the environment explicitly (tools speak English: see
+tool_env), kills the child on any exception (including KeyboardInterrupt) and turns a failure
+into a CommandError.
+
+The few bypasses say why at their call; none reads a message a locale translates: ssh
+(boottest/boot/ssh.py) prints English under any locale, strerror texts included (checked under
+de_DE.UTF-8); the KVM probe reads the guest kernel's console; the DIB shims
+(builder/fatmount.py, builder/devmapper.py) read values (blkid -o value, mdir -b, sfdisk
+--json); the release scheduler and localcloud start sage-image's own processes and servers; and
+stream() is only given DIB's explicit environment (LANG=C.UTF-8, nothing inherited).
 """
 
 from __future__ import annotations
@@ -20,6 +28,17 @@ from .errors import CommandError
 log = logging.getLogger("sage_image.run")
 
 TAIL_LINES = 25
+# The code matches tools' English messages (git's "fatal:", strerror texts such as e2fsck's,
+# "error:" lines). LC_ALL outranks a user's LC_ALL or LC_MESSAGES; LANGUAGE is dropped because GNU
+# gettext prefers it even to LC_ALL (seen: ls in German under LC_ALL=C.UTF-8 with LANGUAGE=de).
+# C.UTF-8, not C: file names and package descriptions stay UTF-8.
+ENGLISH = {"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+
+
+def tool_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`env` (default: this process's environment) with the English, UTF-8 locale."""
+    merged = {k: v for k, v in (os.environ if env is None else env).items() if k != "LANGUAGE"}
+    return merged | ENGLISH
 
 
 def run(
@@ -37,7 +56,7 @@ def run(
     log.debug("run: %s", shlex.join(args))
     try:
         proc = subprocess.run(
-            args, env=dict(env) if env is not None else None, cwd=cwd, text=True,
+            args, env=tool_env(env), cwd=cwd, text=True,
             capture_output=capture, timeout=timeout, input=input,
             stdin=subprocess.DEVNULL if input is None else None,
         )
@@ -60,6 +79,9 @@ def stream(
     on_start: Callable[[subprocess.Popen[str]], None] | None = None,
 ) -> int:
     """Run a long command in its own process group, handing each output line to on_line.
+
+    The environment is the caller's as given (DIB's is explicit and English already); only
+    run() adds the English locale, since only its callers match messages.
 
     On any exception (Ctrl-C, SIGTERM turned into an exception, a bug in on_line) the whole
     process group is terminated, then killed, before the exception propagates.

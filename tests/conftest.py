@@ -15,6 +15,8 @@ test that reads results reads them through `tests.contract.fresh_results`, which
 The publish runs every time, to fresh sites.
 
 ``sage_build``: the sage image's build output folder from that release.
+
+``kustomize``: `kubectl kustomize DIR` with the pinned kubectl (scripts/test-tools.txt).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from sage_image.builder.sources import STANDIN_GIT_ENV, STANDIN_TEMPLATES
 from sage_image.localcloud.cloud import LocalCloud, SiteSpec, start_cloud
@@ -205,3 +210,24 @@ def sage_build(sage_release) -> Path:
 @pytest.fixture(scope="session")
 def sage_manifest(sage_build) -> Manifest:
     return read_manifest(sage_build)
+
+
+
+# `scripts/setup --test` installs it into .venv (the tests run .venv/bin/pytest, .venv/bin is not
+# necessarily on PATH, and a kubectl on PATH could be any version).
+KUBECTL = Path(sys.executable).with_name("kubectl")
+
+
+@pytest.fixture(scope="session")
+def kustomize() -> Callable[[Path], list[dict[str, Any]]]:
+    """Render a kustomize tree as kubectl apply -k would; a refused tree raises RuntimeError
+    with kustomize's message."""
+    assert KUBECTL.is_file(), "kubectl is a test tool (scripts/test-tools.txt): run scripts/setup --test"
+
+    def render(tree: Path) -> list[dict[str, Any]]:
+        proc = subprocess.run([str(KUBECTL), "kustomize", str(tree)], capture_output=True,
+                              text=True, timeout=120, env=os.environ | {"KUBECONFIG": "/dev/null"})
+        if proc.returncode != 0:
+            raise RuntimeError(proc.stderr.strip())
+        return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return render

@@ -16,6 +16,7 @@ from ..cli_common import (
 )
 from ..console import Console, Progress
 from ..errors import UsageError
+from ..folders import check_file
 from .boot.configdrive import KINDS
 from .boot.ssh import SshTarget
 from .checks.results import TestReport, check_line, summary_table
@@ -65,6 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_test(args: argparse.Namespace, console: Console) -> int:
     if args.uefi and not args.firmware:
         raise UsageError("--uefi only applies with --firmware")
+    if args.junit:  # written after the boot test: refuse a place it cannot go before booting
+        check_file(args.junit, option="--junit")
     request = TestRequest(
         path=args.path, checks=args.checks, mode="firmware" if args.firmware else "direct",
         accel=args.accel, metadata=args.metadata, disk_format=args.disk_format,

@@ -25,7 +25,7 @@ import msgspec
 from .. import __version__
 from ..catalog.model import Layout
 from ..errors import BuildError
-from ..folders import check_folder, make_folder
+from ..folders import check_file, check_folder, make_folder
 from ..outfolder import (
     MANIFEST_SCHEMA,
     BootFiles,
@@ -150,6 +150,8 @@ def _preflight(plan: BuildPlan, options: BuildOptions) -> None:
     preflight.check_root()
     check_folder(plan.out_dir, option="--out")
     check_folder(options.cache_root, option="--cache")
+    if plan.save_layer:  # written last, after the whole build: refuse a bad one now
+        check_file(plan.save_layer, option="--save-layer")
     preflight.check_tools()
     preflight.check_loop_devices()
     preflight.check_free_disk(plan, plan.out_dir, options.cache_root)

@@ -1,7 +1,7 @@
 """What `sage-image ci github|k8s` and `sage-image report` do (their flags: commands.py).
 
-Generation is pure (ci.py, report.py); this module reads inputs, checks what was generated
-against the plan, and writes files.
+Generation is pure (ci/github.py, ci/k8s_jobs.py, report.py); this module reads inputs, checks
+what was generated against the plan, and writes files.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,8 +18,11 @@ from ..builder.provenance import builder_commit
 from ..catalog.model import load_catalog
 from ..console import Console
 from ..errors import SageImageError, UsageError
-from ..folders import make_folder, make_parent_folder
-from . import ci, report
+from ..folders import check_folder, write_file
+from ..k8s import render
+from . import report
+from .ci import github, k8s_jobs
+from .ci.common import plan_graph, secret_names
 from .selection import selection_from_args
 
 DEFAULT_WORKFLOW = Path(".github/workflows/sage-image-release.yml")
@@ -48,15 +50,14 @@ def _check_graph(found: dict[str, tuple[str, ...]], plan_graph: dict[str, tuple[
 def cmd_github(args: argparse.Namespace, console: Console) -> int:
     catalog = load_catalog(args.catalog)
     plan = selection_from_args(args).plan(catalog, publish=True)
-    workflow = ci.github_workflow(catalog, plan)
-    _check_graph(ci.workflow_graph(workflow), ci.plan_graph(plan))
-    text = ci.render_workflow(workflow, _command_line(args))
+    workflow = github.github_workflow(catalog, plan)
+    _check_graph(github.workflow_graph(workflow), plan_graph(plan))
+    text = github.render_workflow(workflow, _command_line(args))
     if str(args.out) == "-":
         sys.stdout.write(text)
         return 0
-    make_parent_folder(args.out, option="--out")
-    args.out.write_text(text)
-    secrets = sorted({n for p in plan.publishes for n in ci.secret_names(p.site)})
+    write_file(args.out, text, option="--out")
+    secrets = sorted({n for p in plan.publishes for n in secret_names(p.site)})
     if console.json_mode:
         console.json({"ok": True, "out": str(args.out), "jobs": len(workflow["jobs"]),
                       "secrets": secrets})
@@ -77,17 +78,17 @@ def _default_ref() -> str:
 def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
     catalog = load_catalog(args.catalog)
     plan = selection_from_args(args).plan(catalog, publish=args.publish)
-    options = ci.K8sOptions(
-        run=ci.check_run(args.run or time.strftime("%Y%m%d-%H%M%S", time.gmtime())),
+    options = k8s_jobs.K8sOptions(
+        run=k8s_jobs.check_run(args.run or time.strftime("%Y%m%d-%H%M%S", time.gmtime())),
         ref=args.ref or _default_ref(), repo=args.repo or catalog.builder.repo,
-        namespace=ci.dns_name(args.namespace), storage_class=args.storage_class,
+        namespace=k8s_jobs.dns_name(args.namespace), storage_class=args.storage_class,
         clouds_secret=args.clouds_secret)
-    objects = ci.k8s_objects(catalog, plan, options)
-    _check_graph(ci.k8s_graph(objects), ci.plan_graph(plan))
+    objects = k8s_jobs.k8s_objects(catalog, plan, options)
+    _check_graph(k8s_jobs.k8s_graph(objects), plan_graph(plan))
     extra = ["--publish"] if args.publish else []
-    files = ci.k8s_files(objects, _command_line(args, *extra, "--run", options.run,
-                                                "--ref", options.ref))
-    _write_tree(args.out, files)
+    files = k8s_jobs.k8s_files(objects, _command_line(args, *extra, "--run", options.run,
+                                                      "--ref", options.ref))
+    render.write_tree(args.out, files, marker=K8S_MARKER, command="sage-image ci k8s")
     jobs = [o["metadata"]["name"] for o in objects if o["kind"] == "Job"]
     if console.json_mode:
         console.json({"ok": True, "out": str(args.out), "run": options.run, "ref": options.ref,
@@ -101,22 +102,8 @@ def cmd_k8s(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _write_tree(out: Path, files: dict[str, str]) -> None:
-    """Replace an earlier tree of ours; refuse a non-empty directory that is not ours."""
-    if out.exists():
-        if not out.is_dir() or (any(out.iterdir()) and not (out / K8S_MARKER).exists()):
-            raise UsageError(f"{out} exists and was not written by `sage-image ci k8s`",
-                             hint="choose another --out or remove it")
-        shutil.rmtree(out)
-    make_folder(out, option="--out")
-    for rel, text in files.items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    (out / K8S_MARKER).write_text("written by sage-image ci k8s; the whole directory is replaced\n")
-
-
 def cmd_report(args: argparse.Namespace, console: Console) -> int:
+    out = check_folder(args.out or args.release_dir, option="--out")  # refused before reading
     catalog = load_catalog(args.catalog)
     formats = {name: catalog.site_kinds[site.kind].disk_format
                for name, site in catalog.sites.items()}
@@ -126,12 +113,10 @@ def cmd_report(args: argparse.Namespace, console: Console) -> int:
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise UsageError(f"{args.release_dir / report.RELEASE_FILE}: unexpected content "
                          f"({type(exc).__name__}: {exc})") from exc
-    out = args.out or args.release_dir
-    make_folder(out, option="--out")
     page = report.render_html(result, generator=f"written by sage-image {__version__} report")
-    (out / "report.html").write_text(page)
-    (out / "report.json").write_text(
-        json.dumps(report.report_json(result), indent=2) + "\n")
+    write_file(out / "report.html", page, option="--out")
+    write_file(out / "report.json", json.dumps(report.report_json(result), indent=2) + "\n",
+               option="--out")
     if console.json_mode:
         console.json({"ok": True, "html": str(out / "report.html"),
                       "json": str(out / "report.json"), "failed_jobs": result.failed})

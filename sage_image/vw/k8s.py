@@ -1,7 +1,8 @@
 """Pure generation of the Kubernetes manifests for N Virtual Waggle nodes.
 
 `plan(request)` returns every object as plain dicts (no I/O, no cluster), `files(plan)` the
-kustomize tree as text, `write(plan, out)` puts it on disk. `--apply` lives in apply.py.
+kustomize tree as text, `write(plan, out)` puts it on disk - the last two through the shared
+renderer (sage_image/k8s/render.py). `--apply` lives in apply.py.
 
 Layout written under --out:
   kustomization.yaml                 resources: nodes/*, plus one secretGenerator per node
@@ -17,10 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..errors import UsageError
-from ..folders import make_folder
+from ..k8s import render
 from .model import (
     BEEHIVE_AMQPS_PORT,
     BEEHIVE_REGISTRATION_PORT,
@@ -43,11 +41,6 @@ CONNECTS_TO = f"{LABEL}/connects-to"
 MARKER = ".sage-image-vw-k8s"
 KEY_FILE = "private/register.pem"
 Obj = dict[str, Any]
-
-try:  # libyaml makes dumping N=50 nodes ~10x faster; the pure-Python dumper gives equal text
-    _Dumper: type[yaml.SafeDumper] = yaml.CSafeDumper  # type: ignore[assignment]
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Dumper = yaml.SafeDumper
 
 
 @dataclass(frozen=True)
@@ -293,9 +286,7 @@ def container(request: K8sRequest, c: Container) -> Obj:
         out["readinessProbe"] = probe(c.readiness)
     if c.liveness:
         out["livenessProbe"] = probe(c.liveness)
-    r = request.kube.resources_for(c.name)
-    out["resources"] = {"requests": {"cpu": r.cpu_request, "memory": r.memory_request},
-                        "limits": {"cpu": r.cpu_limit, "memory": r.memory_limit}}
+    out["resources"] = render.resources(request.kube.resources_for(c.name))
     return out
 
 
@@ -346,69 +337,36 @@ def network_policy(request: K8sRequest, node: NodeSpec) -> Obj:
 
 
 # -- the kustomize tree -----------------------------------------------------------------------
-def object_file(obj: Obj) -> str:
-    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
-
-
-def kustomization(plan_: Plan) -> Obj:
-    out: Obj = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-                "resources": [f"nodes/{n.node.namespace}" for n in plan_.nodes]}
+def root_kustomization(plan_: Plan) -> Obj:
+    """The top level: every node's folder, and the key Secret of each node."""
+    generators = {}
     if plan_.request.register_key is not None:
         # The key enters the cluster through kustomize, so no YAML file ever holds it.
-        out["secretGenerator"] = [
+        generators["secretGenerator"] = [
             {"name": KEY_SECRET, "namespace": n.node.namespace,
              "files": [f"register.pem={KEY_FILE}"],
              "options": {"disableNameSuffixHash": True,
                          "labels": labels(plan_.request, n.node)}}
             for n in plan_.nodes]
-    return out
-
-
-def dump(obj: Obj) -> str:
-    return yaml.dump(obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=100)
+    return render.kustomization([f"nodes/{n.node.namespace}" for n in plan_.nodes], **generators)
 
 
 def files(plan_: Plan) -> dict[str, str]:
     """Relative path -> text of every generated file except the key copy."""
-    out = {"kustomization.yaml": dump(kustomization(plan_))}
+    out = {render.KUSTOMIZATION: render.dump(root_kustomization(plan_))}
     for n in plan_.nodes:
-        names = [object_file(o) for o in n.objects]
         base = f"nodes/{n.node.namespace}"
-        out[f"{base}/kustomization.yaml"] = dump({
-            "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-            "resources": names})
-        for name, obj in zip(names, n.objects, strict=True):
-            out[f"{base}/{name}"] = dump(obj)
+        out |= {f"{base}/{rel}": text for rel, text in render.folder_files(n.objects).items()}
     return out
 
 
 def write(plan_: Plan, out: Path) -> list[Path]:
-    """Write the tree (replacing an earlier one of ours, refusing any other non-empty dir)."""
-    prepare_out(out)
-    written = []
-    for rel, text in files(plan_).items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
+    """Write the tree (replacing an earlier one of ours, refusing any other non-empty folder)."""
+    written = render.write_tree(out, files(plan_), marker=MARKER, command="sage-image vw k8s")
+    (out / ".gitignore").write_text("private/\n")  # the key copy never lands in a repository
     if plan_.request.register_key is not None:
         written.append(copy_key(plan_.request.register_key, out / KEY_FILE))
-    (out / ".gitignore").write_text("private/\n")
-    (out / MARKER).write_text("written by sage-image vw k8s; the whole directory is replaced\n")
     return written
-
-
-def prepare_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
-        raise UsageError(f"--out {out}: directory is not empty and was not written by this command",
-                         hint="give a new or empty directory")
-    import shutil
-
-    for stale in ("nodes", "private"):
-        shutil.rmtree(out / stale, ignore_errors=True)
-    make_folder(out, option="--out")
 
 
 def copy_key(src: Path, dest: Path) -> Path:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ import yaml
 from sage_image.catalog.model import ACTION_PIN_RE, IMAGE_PIN_RE, Catalog, load_catalog
 from sage_image.cli import main
 from sage_image.errors import ConfigError, UsageError
-from sage_image.release import ci
+from sage_image.k8s import render
+from sage_image.release.ci import common, github, k8s_jobs
+from sage_image.release.ci_commands import K8S_MARKER
 from sage_image.release.plan import ReleasePlan, plan_release
 
 Obj = dict[str, Any]
@@ -34,7 +37,7 @@ SELECTIONS: dict[str, dict[str, Any]] = {
     "gpu-only": {"releases": ("jammy", "noble"), "variants": ("gpu",)},
     "arm64": {"arches": ("arm64",), "variants": ("sage",)},
 }
-OPTIONS = ci.K8sOptions(run="t1", ref="0123456789abcdef0123456789abcdef01234567",
+OPTIONS = k8s_jobs.K8sOptions(run="t1", ref="0123456789abcdef0123456789abcdef01234567",
                         repo="https://github.com/sagecontinuum/sage-image-builder")
 
 
@@ -57,7 +60,7 @@ def lint(tmp_path: Path, workflow: Obj) -> str:
     """actionlint's findings ('' when clean); it runs shellcheck on every run: script too."""
     path = tmp_path / ".github" / "workflows" / "release.yml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(ci.render_workflow(workflow, "sage-image ci github"))
+    path.write_text(github.render_workflow(workflow, "sage-image ci github"))
     proc = subprocess.run([actionlint(), "-no-color", str(path)], capture_output=True, text=True,
                           timeout=120, cwd=tmp_path)
     return proc.stdout + proc.stderr
@@ -67,31 +70,31 @@ def lint(tmp_path: Path, workflow: Obj) -> str:
 @pytest.mark.parametrize("name", sorted(SELECTIONS))
 def test_workflow_job_graph_equals_the_plan(catalog: Catalog, name: str) -> None:
     plan = make_plan(catalog, name)
-    workflow = ci.github_workflow(catalog, plan)
-    assert ci.workflow_graph(workflow) == ci.plan_graph(plan)
+    workflow = github.github_workflow(catalog, plan)
+    assert github.workflow_graph(workflow) == common.plan_graph(plan)
     assert len(workflow["jobs"]) == len(plan.graph())
 
 
 def test_graph_check_catches_a_workflow_that_differs(catalog: Catalog) -> None:
     plan = make_plan(catalog, "bookworm-base-sage")
-    workflow = ci.github_workflow(catalog, plan)
+    workflow = github.github_workflow(catalog, plan)
     broken = copy.deepcopy(workflow)
     # the sage build waiting for the base's boot test too is a different (slower) graph
     broken["jobs"]["build-bookworm-sage-amd64"]["needs"].append("test-bookworm-base-amd64")
-    assert ci.workflow_graph(broken) != ci.plan_graph(plan)
+    assert github.workflow_graph(broken) != common.plan_graph(plan)
     dropped = copy.deepcopy(workflow)
     del dropped["jobs"]["publish-bookworm-sage-amd64-kvm-tacc"]
-    assert ci.workflow_graph(dropped) != ci.plan_graph(plan)
+    assert github.workflow_graph(dropped) != common.plan_graph(plan)
 
 
 @pytest.mark.parametrize("name", ["bookworm-base-sage", "gpu-only", "arm64"])
 def test_actionlint_and_shellcheck_pass(catalog: Catalog, tmp_path: Path, name: str) -> None:
     assert shutil.which("shellcheck"), "shellcheck (scripts/apt-packages.txt) checks run: scripts"
-    assert lint(tmp_path, ci.github_workflow(catalog, make_plan(catalog, name))) == ""
+    assert lint(tmp_path, github.github_workflow(catalog, make_plan(catalog, name))) == ""
 
 
 def test_actionlint_catches_a_broken_workflow(catalog: Catalog, tmp_path: Path) -> None:
-    workflow = ci.github_workflow(catalog, make_plan(catalog, "bookworm-base-sage"))
+    workflow = github.github_workflow(catalog, make_plan(catalog, "bookworm-base-sage"))
     broken = copy.deepcopy(workflow)
     job = broken["jobs"]["build-bookworm-sage-amd64"]
     job["needs"] = ["build-bookworm-bsae-amd64"]  # a job that does not exist
@@ -115,7 +118,7 @@ def unpinned(workflow: Obj) -> list[str]:
 
 
 def test_every_action_image_and_runner_is_pinned(catalog: Catalog) -> None:
-    workflow = ci.github_workflow(catalog, make_plan(catalog, "whole-catalog"))
+    workflow = github.github_workflow(catalog, make_plan(catalog, "whole-catalog"))
     assert unpinned(workflow) == []
     assert {u.split("@")[0] for u in uses(workflow)} == {
         "actions/checkout", "actions/cache", "actions/cache/restore", "actions/upload-artifact",
@@ -131,8 +134,8 @@ def test_every_action_image_and_runner_is_pinned(catalog: Catalog) -> None:
 def runner_mismatches(catalog: Catalog, plan: ReleasePlan, workflow: Obj) -> list[str]:
     """Every job of an image runs on the catalog's runner for the image's arch."""
     arch_of = {gh: plan.image(key).arch for key in (i.key for i in plan.images)
-               for gh in (ci.gh_job_id(f"build:{key}"), ci.gh_job_id(f"test:{key}"))}
-    arch_of |= {ci.gh_job_id(p.id): plan.image(p.image).arch for p in plan.publishes}
+               for gh in (github.gh_job_id(f"build:{key}"), github.gh_job_id(f"test:{key}"))}
+    arch_of |= {github.gh_job_id(p.id): plan.image(p.image).arch for p in plan.publishes}
     assert catalog.ci is not None
     return [f"{job_id}: {job['runs-on']}" for job_id, job in workflow["jobs"].items()
             if job["runs-on"] != catalog.ci.runners[arch_of[job_id]]]
@@ -140,7 +143,7 @@ def runner_mismatches(catalog: Catalog, plan: ReleasePlan, workflow: Obj) -> lis
 
 def test_each_job_runs_on_a_native_runner_of_its_images_arch(catalog: Catalog) -> None:
     plan = make_plan(catalog, "whole-catalog")
-    workflow = ci.github_workflow(catalog, plan)
+    workflow = github.github_workflow(catalog, plan)
     assert runner_mismatches(catalog, plan, workflow) == []
     assert workflow["jobs"]["build-bookworm-sage-arm64"]["runs-on"] == "ubuntu-24.04-arm"
     assert workflow["jobs"]["test-bookworm-sage-arm64"]["runs-on"] == "ubuntu-24.04-arm"
@@ -160,7 +163,7 @@ def node_arch_mismatches(plan: ReleasePlan, objs: list[Obj]) -> list[str]:
 
 def test_k8s_image_jobs_select_nodes_of_their_arch(catalog: Catalog) -> None:
     plan = make_plan(catalog, "whole-catalog")
-    objs = ci.k8s_objects(catalog, plan, OPTIONS)
+    objs = k8s_jobs.k8s_objects(catalog, plan, OPTIONS)
     assert node_arch_mismatches(plan, objs) == []
     arm = next(o for o in objs if o["metadata"]["name"].startswith("image-bookworm-sage-arm64"))
     assert arm["spec"]["template"]["spec"]["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
@@ -187,11 +190,11 @@ def secret_leaks(workflow: Obj) -> list[str]:
 
 def test_secrets_are_referenced_by_name_and_only_through_env(catalog: Catalog) -> None:
     plan = make_plan(catalog, "bookworm-base-sage")
-    workflow = ci.github_workflow(catalog, plan)
-    text = ci.render_workflow(workflow, "x")
+    workflow = github.github_workflow(catalog, plan)
+    text = github.render_workflow(workflow, "x")
     assert secret_leaks(workflow) == []
     named = set(re.findall(r"\$\{\{ secrets\.(\w+) \}\}", text))
-    assert named == {n for p in plan.publishes for n in ci.secret_names(p.site)}
+    assert named == {n for p in plan.publishes for n in common.secret_names(p.site)}
     assert "CHI_UC_APPLICATION_CREDENTIAL_SECRET" in named
     broken = copy.deepcopy(workflow)
     step = broken["jobs"]["publish-bookworm-sage-amd64-chi-uc"]["steps"][-3]
@@ -203,7 +206,7 @@ def test_secrets_are_referenced_by_name_and_only_through_env(catalog: Catalog) -
 
 def test_clouds_yaml_script_writes_the_file_without_printing(catalog: Catalog, tmp_path: Path) -> None:
     """Run the generated step's script as GitHub would, with fake secret values."""
-    workflow = ci.github_workflow(catalog, make_plan(catalog, "bookworm-base-sage"))
+    workflow = github.github_workflow(catalog, make_plan(catalog, "bookworm-base-sage"))
     step = next(s for s in workflow["jobs"]["publish-bookworm-sage-amd64-kvm-tacc"]["steps"]
                 if s["name"].startswith("clouds.yaml"))
     env = {**step["env"], "APPLICATION_CREDENTIAL_ID": "fake-id",
@@ -238,7 +241,7 @@ def layer_handoffs(workflow: Obj) -> list[str]:
 
 def test_each_child_restores_its_parents_layer_by_layer_key(catalog: Catalog) -> None:
     plan = make_plan(catalog, "gpu-only")
-    workflow = ci.github_workflow(catalog, plan)
+    workflow = github.github_workflow(catalog, plan)
     assert layer_handoffs(workflow) == []
     gpu = plan.image("jammy-gpu-amd64")
     build = workflow["jobs"]["build-jammy-gpu-amd64"]
@@ -256,10 +259,10 @@ def test_each_child_restores_its_parents_layer_by_layer_key(catalog: Catalog) ->
 
 def test_generation_is_deterministic(catalog: Catalog) -> None:
     plan = make_plan(catalog, "whole-catalog")
-    one = ci.render_workflow(ci.github_workflow(catalog, plan), "c")
-    assert one == ci.render_workflow(ci.github_workflow(catalog, make_plan(catalog, "whole-catalog")), "c")
-    assert ci.k8s_files(ci.k8s_objects(catalog, plan, OPTIONS), "c") == ci.k8s_files(
-        ci.k8s_objects(catalog, plan, OPTIONS), "c")
+    one = github.render_workflow(github.github_workflow(catalog, plan), "c")
+    assert one == github.render_workflow(github.github_workflow(catalog, make_plan(catalog, "whole-catalog")), "c")
+    assert k8s_jobs.k8s_files(k8s_jobs.k8s_objects(catalog, plan, OPTIONS), "c") == k8s_jobs.k8s_files(
+        k8s_jobs.k8s_objects(catalog, plan, OPTIONS), "c")
 
 
 # -- Kubernetes --------------------------------------------------------------------------------
@@ -273,14 +276,14 @@ def schema_errors(obj: Obj, version: str) -> str | None:
 
 @pytest.mark.parametrize("name", sorted(SELECTIONS))
 def test_k8s_objects_are_schema_valid(catalog: Catalog, name: str) -> None:
-    objs = ci.k8s_objects(catalog, make_plan(catalog, name), OPTIONS)
+    objs = k8s_jobs.k8s_objects(catalog, make_plan(catalog, name), OPTIONS)
     assert catalog.kubernetes is not None
     found = [e for v in catalog.kubernetes.versions for o in objs if (e := schema_errors(o, v))]
     assert found == []
 
 
 def test_schema_check_catches_a_broken_object(catalog: Catalog) -> None:
-    objs = ci.k8s_objects(catalog, make_plan(catalog, "bookworm-base-sage"), OPTIONS)
+    objs = k8s_jobs.k8s_objects(catalog, make_plan(catalog, "bookworm-base-sage"), OPTIONS)
     job = copy.deepcopy(next(o for o in objs if o["kind"] == "Job"))
     job["spec"]["backoffLimit"] = "none"
     assert schema_errors(job, "1.32")
@@ -292,25 +295,25 @@ def test_schema_check_catches_a_broken_object(catalog: Catalog) -> None:
 @pytest.mark.parametrize("name", sorted(SELECTIONS))
 def test_k8s_job_graph_equals_the_plan(catalog: Catalog, name: str) -> None:
     plan = make_plan(catalog, name)
-    objs = ci.k8s_objects(catalog, plan, OPTIONS)
-    assert ci.k8s_graph(objs) == ci.plan_graph(plan)
+    objs = k8s_jobs.k8s_objects(catalog, plan, OPTIONS)
+    assert k8s_jobs.k8s_graph(objs) == common.plan_graph(plan)
     jobs = [o for o in objs if o["kind"] == "Job"]
     assert len(jobs) == len(plan.images) + len(plan.publishes)  # one Job per image, per publish
 
 
 def test_k8s_graph_check_catches_a_wrong_wait(catalog: Catalog) -> None:
     plan = make_plan(catalog, "gpu-only")
-    objs = copy.deepcopy(ci.k8s_objects(catalog, plan, OPTIONS))
+    objs = copy.deepcopy(k8s_jobs.k8s_objects(catalog, plan, OPTIONS))
     gpu = next(o for o in objs if o["metadata"]["name"].startswith("image-jammy-gpu"))
     wait = gpu["spec"]["template"]["spec"]["initContainers"][0]
     env = {e["name"]: e for e in wait["env"]}
     # waiting for the base layer instead of the sage layer starts gpu too early
     env["SAGE_WAIT_FOR"]["value"] = f"/cache/layers/{plan.image('jammy-base-amd64').layer_key}.tar"
-    assert ci.k8s_graph(objs) != ci.plan_graph(plan)
+    assert k8s_jobs.k8s_graph(objs) != common.plan_graph(plan)
 
 
 def test_k8s_pins_privilege_and_secrets(catalog: Catalog) -> None:
-    objs = ci.k8s_objects(catalog, make_plan(catalog, "bookworm-base-sage"), OPTIONS)
+    objs = k8s_jobs.k8s_objects(catalog, make_plan(catalog, "bookworm-base-sage"), OPTIONS)
     assert "Secret" not in {o["kind"] for o in objs}  # referenced by name, never generated
     for job in (o for o in objs if o["kind"] == "Job"):
         pod = job["spec"]["template"]["spec"]
@@ -327,6 +330,23 @@ def test_k8s_pins_privilege_and_secrets(catalog: Catalog) -> None:
     assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
 
 
+def _by_kind_and_name(objs: list[Obj]) -> dict[tuple[str, str], Obj]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def test_k8s_tree_renders_with_kustomize_to_exactly_the_checked_objects(
+        catalog: Catalog, tmp_path: Path, kustomize: Callable[[Path], list[Obj]]) -> None:
+    """What `kubectl apply -k DIR` sends is exactly what the schema and graph tests check."""
+    objs = k8s_jobs.k8s_objects(catalog, make_plan(catalog, "whole-catalog"), OPTIONS)
+    out = tmp_path / "k8s"
+    render.write_tree(out, k8s_jobs.k8s_files(objs, "c"), marker=K8S_MARKER, command="c")
+    assert _by_kind_and_name(kustomize(out)) == _by_kind_and_name(objs)
+    missing = next((out / "jobs").iterdir())
+    missing.unlink()  # the render can fail: a Job the kustomization lists is not there
+    with pytest.raises(RuntimeError, match=missing.name):
+        kustomize(out)
+
+
 def test_action_pin_pattern_refuses_floating_refs() -> None:
     assert ACTION_PIN_RE.match("actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683")
     assert ACTION_PIN_RE.match("actions/checkout@v4.2.2")
@@ -338,7 +358,7 @@ def _run_wait(tmp_path: Path, wait_for: Path, failed: Path, marks: list[Path]) -
     env = {"SAGE_WAIT_FOR": str(wait_for), "SAGE_WAIT_FAILED": str(failed),
            "SAGE_MARK_FAILED": " ".join(map(str, marks)), "SAGE_WAIT_INTERVAL": "0.1",
            "PATH": "/usr/bin:/bin"}
-    return subprocess.Popen(["sh", "-c", ci.WAIT_SCRIPT], env=env, text=True,
+    return subprocess.Popen(["sh", "-c", k8s_jobs.WAIT_SCRIPT], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -362,10 +382,10 @@ def test_wait_script_gives_up_when_the_parent_failed(tmp_path: Path) -> None:
 
 
 def test_pod_scripts_pass_shellcheck(tmp_path: Path) -> None:
-    script = ci.WORK_SCRIPT.format(bootstrap="\n  ".join(ci.bootstrap_lines()),
-                                   command=ci.shell([".venv/bin/sage-image", "test", "/cache/x"]))
+    script = k8s_jobs.WORK_SCRIPT.format(bootstrap="\n  ".join(common.bootstrap_lines()),
+                                   command=common.shell([".venv/bin/sage-image", "test", "/cache/x"]))
     (tmp_path / "work.sh").write_text("#!/bin/bash\n" + script)
-    (tmp_path / "wait.sh").write_text("#!/bin/sh\n" + ci.WAIT_SCRIPT)
+    (tmp_path / "wait.sh").write_text("#!/bin/sh\n" + k8s_jobs.WAIT_SCRIPT)
     (tmp_path / "bad.sh").write_text("#!/bin/sh\nfor f in $(ls $X); do echo $f; done\n")
     check = [shutil.which("shellcheck") or "shellcheck", "-S", "warning"]
     assert subprocess.run(check + [str(tmp_path / "work.sh"), str(tmp_path / "wait.sh")]).returncode == 0
@@ -438,4 +458,4 @@ def test_a_catalog_without_ci_section_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "catalog.yaml").write_text(text.split("\nci:\n")[0] + "\n")
     catalog = load_catalog(tmp_path / "catalog.yaml")
     with pytest.raises(UsageError, match="no 'ci' section"):
-        ci.github_workflow(catalog, plan_release(catalog, variants=("base",)))
+        github.github_workflow(catalog, plan_release(catalog, variants=("base",)))

@@ -4,10 +4,7 @@ kompose failure, nodes isolated; and every check shown to catch a broken object.
 from __future__ import annotations
 
 import copy
-import os
-import shutil
 import stat
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -340,14 +337,12 @@ def test_rewrite_replaces_our_tree_and_refuses_others(tmp_path: Path,
         k8s.write(make_plan(), other)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (kustomize) not installed")
 def test_kustomize_renders_secret_per_namespace_and_all_is_schema_valid(
-        tmp_path: Path, make_plan: Callable[..., k8s.Plan], catalog: Any) -> None:
+        tmp_path: Path, make_plan: Callable[..., k8s.Plan], catalog: Any,
+        kustomize: Callable[[Path], list[Obj]]) -> None:
     out = tmp_path / "out"
     k8s.write(make_plan(nodes=2), out)
-    rendered = subprocess.run(["kubectl", "kustomize", str(out)], check=True, text=True,
-                              capture_output=True, env=os.environ | {"KUBECONFIG": "/dev/null"})
-    docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
+    docs = kustomize(out)
     secrets = [d for d in docs if d["kind"] == "Secret"]
     assert sorted(s["metadata"]["namespace"] for s in secrets) == [
         "vw-node-0000000000000001", "vw-node-0000000000000002"]
@@ -355,3 +350,14 @@ def test_kustomize_renders_secret_per_namespace_and_all_is_schema_valid(
     errors = [e for v in catalog.kubernetes.versions for d in docs if (e := schema_errors(d, v))]
     assert errors == []
     assert validate.problems([d for d in docs if d["kind"] != "Secret"]) == []
+
+
+def test_kustomize_refuses_a_tree_without_the_key(tmp_path: Path,
+                                                  make_plan: Callable[..., k8s.Plan],
+                                                  kustomize: Callable[[Path], list[Obj]]) -> None:
+    """The render above can fail: the Secret is made from the key copy, which must be there."""
+    out = tmp_path / "out"
+    k8s.write(make_plan(nodes=2), out)
+    (out / k8s.KEY_FILE).unlink()
+    with pytest.raises(RuntimeError, match="register.pem"):
+        kustomize(out)
