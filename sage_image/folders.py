@@ -63,14 +63,24 @@ def write_file(file: Path, text: str, *, option: str) -> Path:
     """Write an output file the user named, atomically: a reader sees the old file or the new
     one, never half of one (a temporary file in the same folder, then renamed over it)."""
     file = make_parent_folder(file, option=option)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text)
-        tmp.replace(file)
+        return replace_atomically(file, text.encode())
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise UsageError(f"{option} {file}: cannot write: {exc.strerror or exc}",
                          hint=f"give {option} a file name in a folder you can write to") from exc
+
+
+def replace_atomically(file: Path, data: bytes) -> Path:
+    """Write `file` so that a reader sees the old file or the new one, never half of one: a
+    temporary file in the same folder (a rename cannot cross file systems there), named by the
+    process so two writers never share one, then renamed over it - and removed on any failure."""
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(file)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return file
 
 

@@ -15,7 +15,6 @@ stage names these files.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from .errors import UsageError
+from .folders import replace_atomically
 
 MANIFEST = "manifest.json"
 TEST_RESULTS = "test-results.json"
@@ -310,27 +310,15 @@ def _problem(exc: Exception) -> str:
 def write_record(path: Path, record: Record) -> Path:
     """Write one of the contract's files atomically (see write_json): fields in their order,
     mapping keys sorted."""
-    return _write_atomically(Path(path), msgspec.json.format(
-        msgspec.json.encode(record, order="deterministic"), indent=2))
+    text = msgspec.json.format(msgspec.json.encode(record, order="deterministic"), indent=2)
+    return replace_atomically(Path(path), text + b"\n")
 
 
 def write_json(path: Path, data: Any, *, sort_keys: bool = True) -> Path:
     """Write atomically: a reader (publish while a test finishes, a release report while a build
     runs) sees the old file or the new one, never half of one."""
-    return _write_atomically(Path(path), json.dumps(data, indent=2, sort_keys=sort_keys).encode())
-
-
-def _write_atomically(path: Path, text: bytes) -> Path:
-    """The temporary file is in the same folder so that the rename cannot cross file systems
-    (where it would not be atomic); the process id keeps two writers from sharing one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(text.rstrip(b"\n") + b"\n")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps(data, indent=2, sort_keys=sort_keys) + "\n"
+    return replace_atomically(Path(path), text.encode())
 
 
 def read_manifest(root: Path) -> Manifest:

@@ -87,7 +87,7 @@ MAINS: dict[str, Callable[[list[str]], int]] = {"sage-image": cli.main,
 PARSERS = {"sage-image": cli.build_parser, "create-image": seed_cli.parser}
 
 # Path options that are read, never written, by any command that has them
-INPUT_OPTIONS = {"--catalog", "--admin-keys", "--from-layer", "--register-key", "--from-compose",
+INPUT_OPTIONS = {"--catalog", "--checks-file", "--admin-keys", "--from-layer", "--register-key", "--from-compose",
                  "path", "output_dir", "old", "new", "release_dir"}
 # ... and those of one command: plan writes nothing; cache lists and prunes an existing cache;
 # localcloud down reads the folder up wrote
