@@ -152,6 +152,12 @@ class ImageIdentity:
     os_version: str
 
 
+# The build-* properties every build records (Chameleon's tooling and later stages read them).
+REQUIRED_PROPERTIES = ("build-image-name", "build-variant", "build-distro", "build-release",
+                       "build-arch", "build-repo", "build-repo-commit", "build-timestamp",
+                       "build-tag")
+
+
 class Manifest(Record):
     """manifest.json: what `sage-image build` built, from what, with checksums."""
 
@@ -184,10 +190,26 @@ class Manifest(Record):
     created: str
     sbom: SbomEntry | None
 
+    def __post_init__(self) -> None:
+        missing = [key for key in REQUIRED_PROPERTIES if key not in self.properties]
+        if missing:
+            raise ValueError(f"properties: missing {', '.join(missing)}")
+        if not self.properties["build-timestamp"].isdigit():
+            raise ValueError("properties: build-timestamp is not Unix seconds: "
+                             f"{self.properties['build-timestamp']!r}")
+
     @property
     def identity(self) -> ImageIdentity:
         return ImageIdentity(name=self.name, release=self.release, variant=self.variant,
                              arch=self.arch, family=self.family, os_version=self.os_version)
+
+    @property
+    def build_tag(self) -> str:
+        return self.properties["build-tag"]
+
+    @property
+    def build_timestamp(self) -> int:
+        return int(self.properties["build-timestamp"])
 
 
 class Tester(Record):

@@ -78,8 +78,11 @@ def manifest(name: str = "Sage-VirtualWaggle-Debian12", *, variant: str = "sage"
         qemu_arch=catalog.arches[arch].qemu_arch, elements=("debian-minimal", "vm", variant),
         sites=("CHI@UC", "CHI@TACC", "KVM@TACC"), sources={"waggle-node": WAGGLE_NODE},
         stand_ins=(), dib_version="3.43.0", builder_version="0.1.0",
-        properties={"build-variant": variant, "build-release": release, "build-arch": arch,
-                    "build-tag": "sage-image-0.1.0-1700000000", "build-timestamp": "1700000000"},
+        properties={"build-image-name": name, "build-variant": variant, "build-distro": "debian",
+                    "build-release": release, "build-arch": arch,
+                    "build-repo": "https://example.invalid/sage-image-builder",
+                    "build-repo-commit": "c" * 40, "build-timestamp": "1700000000",
+                    "build-tag": "sage-image-0.1.0-1700000000"},
         files={},
         boot=BootFiles(kernel="boot/vmlinuz", initrd="boot/initrd.img",
                        root="LABEL=cloudimg-rootfs",
@@ -94,6 +97,8 @@ def manifest(name: str = "Sage-VirtualWaggle-Debian12", *, variant: str = "sage"
         firewall={"baremetal": FirewallEntry(virt="none", enabled=True),
                   "kvm": FirewallEntry(virt="vm", enabled=False)},
         created="2023-11-14T22:13:20+00:00", sbom=None)
+    # properties given are added to (or replace) the build-* ones every build records
+    fields["properties"] = fields["properties"] | changes.pop("properties", {})
     fields.update(changes)
     return Manifest(**fields)
 

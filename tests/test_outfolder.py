@@ -83,7 +83,11 @@ def _written(tmp_path: Path, edit: Any) -> Path:
     (lambda m: m["boot"].pop("cmdline"), "boot: object missing required field `cmdline`"),
     (lambda m: m.update(kernel="6.1"), "kernel: unknown field"),
     (lambda m: m.update(schema=2), "schema 2 (this sage-image reads 1)"),
-], ids=["no-variant", "no-qemu-arch", "number", "nested", "nested-missing", "unknown", "schema"])
+    (lambda m: m["properties"].pop("build-tag"), "properties: missing build-tag"),
+    (lambda m: m["properties"].update({"build-timestamp": "today"}),
+     "properties: build-timestamp is not Unix seconds: 'today'"),
+], ids=["no-variant", "no-qemu-arch", "number", "nested", "nested-missing", "unknown", "schema",
+        "no-build-tag", "bad-timestamp"])
 def test_a_missing_mistyped_or_unknown_field_is_named(tmp_path: Path, edit: Any,
                                                       message: str) -> None:
     error = _contract_error(lambda: read_manifest(_written(tmp_path, edit)))

@@ -73,8 +73,7 @@ def write_sbom(manifest: Manifest, out_dir: Path) -> SbomEntry:
 
 # -- pieces ----------------------------------------------------------------------------------------
 def _serial(manifest: Manifest) -> uuid.UUID:
-    tag = manifest.properties.get("build-tag", "")
-    key = f"{manifest.name}/{tag}/{manifest.created}"
+    key = f"{manifest.name}/{manifest.build_tag}/{manifest.created}"
     return uuid.uuid5(uuid.NAMESPACE_URL, f"urn:sage-image:{key}")
 
 
@@ -89,7 +88,7 @@ def _hashes(entry: ImageFile) -> list[HashType]:
 def _image(manifest: Manifest) -> Component:
     first = next(iter(manifest.files.values()), None)
     return Component(type=ComponentType.OPERATING_SYSTEM, name=manifest.name,
-                     version=manifest.properties.get("build-tag") or None,
+                     version=manifest.build_tag,
                      bom_ref=f"image:{manifest.name}",
                      description=(f"{manifest.family} {manifest.os_version} {manifest.variant} "
                                   f"image ({manifest.arch})"),
@@ -105,8 +104,8 @@ def _build_properties(manifest: Manifest) -> list[Property]:
 
 
 def _tools(manifest: Manifest) -> list[Component]:
-    repo = manifest.properties.get("build-repo")
-    commit = manifest.properties.get("build-repo-commit")
+    repo = manifest.properties["build-repo"]
+    commit = manifest.properties["build-repo-commit"]
     builder = Component(
         type=ComponentType.APPLICATION, name="sage-image", group="sage-image-builder",
         version=manifest.builder_version or None, bom_ref="tool:sage-image",

@@ -46,8 +46,8 @@ def describe(root: Path, m: Manifest) -> dict[str, Any]:
                         "Virtual Waggle, Beehive, the Sage Edge Code Repository and Docker "
                         "for the cc user." if image.variant != "base" else
                         f"Chameleon {image.family.title()} {image.os_version} base image."),
-        "version": m.properties.get("build-tag", ""),
-        "build": {k: m.properties.get(k) for k in (
+        "version": m.build_tag,
+        "build": {k: m.properties[k] for k in (
             "build-tag", "build-timestamp", "build-repo", "build-repo-commit", "build-release",
             "build-variant", "build-arch")},
         "login": {"user": "cc", "how": "ssh cc@FLOATING_IP with the key pair chosen at launch"},

@@ -57,7 +57,7 @@ class BuildOutput:
 
     @property
     def build_tag(self) -> str:
-        return self.manifest.properties.get("build-tag", "")
+        return self.manifest.build_tag
 
 
 def load_output(root: Path, *, catalog: Catalog, definitions: Mapping[str, CheckDef]

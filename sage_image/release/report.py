@@ -171,7 +171,7 @@ def _row(image: Mapping[str, Any], jobs: Mapping[str, Any], data: ReleaseData,
          sites: tuple[str, ...], formats: Mapping[str, str]) -> Row:
     key = image["key"]
     manifest = data.manifests.get(key)  # None: not built
-    props = manifest.properties if manifest else {}
+
     test, detail = _test(data.tests.get(key), manifest, _job(jobs, f"test:{key}"))
     files = {fmt: FileInfo(fmt, f.size, f.sha256)
              for fmt, f in (manifest.files if manifest else {}).items()}
@@ -180,16 +180,15 @@ def _row(image: Mapping[str, Any], jobs: Mapping[str, Any], data: ReleaseData,
                   for site in sites)
     return Row(key=key, name=manifest.name if manifest else str(image.get("name", key)),
                requested=bool(image.get("requested", True)),
-               version=_when(props.get("build-timestamp")), build_tag=props.get("build-tag", ""),
+               version=_when(manifest.build_timestamp if manifest else None),
+               build_tag=manifest.build_tag if manifest else "",
                test=test, test_detail=detail, build=_job(jobs, f"build:{key}"), cells=cells)
 
 
-def _when(timestamp: Any) -> str:
-    try:
-        moment = datetime.fromtimestamp(int(timestamp), tz=timezone.utc)
-    except (TypeError, ValueError):
+def _when(timestamp: int | None) -> str:
+    if timestamp is None:
         return ""
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _test(results: TestResults | None, manifest: Manifest | None,
