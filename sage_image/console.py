@@ -18,6 +18,10 @@ PROGRESS_LINES_ENV = "SAGE_IMAGE_PROGRESS_LINES"
 
 
 class Console:
+    """Where every message goes. On a terminal it also owns the one live region (a block of
+    lines redrawn in place by a LiveDisplay): a message printed while it is shown first erases
+    it, so no caller ever writes a terminal control sequence itself."""
+
     def __init__(self, *, json_mode: bool = False, stream: TextIO | None = None,
                  quiet: bool = False) -> None:
         self.json_mode = json_mode
@@ -25,23 +29,50 @@ class Console:
         self.out = stream or sys.stdout
         self.err = sys.stderr
         self.live = self.err.isatty() and not json_mode
+        self._lock = threading.RLock()
+        self._shown = 0  # lines of the live region on screen, just above the cursor
 
     def info(self, message: str) -> None:
         """Human progress and notes go to stderr so stdout stays clean for results / JSON."""
         if not self.quiet:
-            print(message, file=self.err, flush=True)
+            self._print(message)
 
     def warn(self, message: str) -> None:
-        print(f"WARNING: {message}", file=self.err, flush=True)
+        self._print(f"WARNING: {message}")
 
     def result(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        with self._lock:
+            self._erase()
+            print(text, file=self.out, flush=True)
 
     def json(self, data: Any) -> None:
-        print(json.dumps(data, indent=2, sort_keys=True, default=str), file=self.out, flush=True)
+        self.result(json.dumps(data, indent=2, sort_keys=True, default=str))
 
     def table(self, headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         self.result(format_table(headers, rows))
+
+    def show(self, lines: Sequence[str]) -> None:
+        """Redraw the live region (a terminal's only): these lines replace the ones shown."""
+        with self._lock:
+            self._erase()
+            if lines:
+                print("".join(f"{line}\n" for line in lines), end="", file=self.err, flush=True)
+            self._shown = len(lines)
+
+    def keep(self) -> None:
+        """Leave the live region on screen as it is; later output goes below it."""
+        with self._lock:
+            self._shown = 0
+
+    def _print(self, message: str) -> None:
+        with self._lock:
+            self._erase()
+            print(message, file=self.err, flush=True)
+
+    def _erase(self) -> None:
+        if self._shown:  # to the start of the region's first line, then clear to the end
+            print(f"\033[{self._shown}F\033[J", end="", file=self.err, flush=True)
+            self._shown = 0
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -58,10 +89,14 @@ def format_seconds(seconds: float) -> str:
 
 
 class LiveDisplay:
-    """Something redrawn on a terminal every `interval` seconds while work goes on (never in
-    CI logs, --json or --quiet); subclasses say what to draw and how to finish."""
+    """Something shown while work goes on: on a terminal, lines redrawn every `interval`
+    seconds in the console's live region; in logs (CI), a subclass prints a line per change,
+    and every `log_every` seconds its lines when it sets that; nothing with --json or --quiet.
+    Subclasses say what the lines are."""
 
     interval = 1.0
+    log_every: float | None = None  # logs only: print the lines this often (a heartbeat)
+    keep_last = False  # leave the last drawing on screen (a result), else erase it
 
     def __init__(self, console: Console) -> None:
         self.console = console
@@ -70,8 +105,9 @@ class LiveDisplay:
         self._thread: threading.Thread | None = None
 
     def __enter__(self):  # noqa: ANN204 - returns the subclass
-        if self.console.live and not self.console.quiet:
-            self._thread = threading.Thread(target=self._loop, daemon=True)
+        period = self.interval if self.console.live else self.log_every
+        if period and not self.console.quiet and not self.silent:
+            self._thread = threading.Thread(target=self._loop, args=(period,), daemon=True)
             self._thread.start()
         return self
 
@@ -79,30 +115,40 @@ class LiveDisplay:
         self._stop.set()
         if self._thread:
             self._thread.join()
-            self.finish()
+        if self.console.live and not self.console.quiet:
+            if self.keep_last:
+                self.console.show(self.lines())
+                self.console.keep()
+            else:
+                self.console.show([])
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self.start
 
     @property
+    def silent(self) -> bool:
+        """--json (unless a supervising `sage-image release` asked its jobs for progress lines
+        on stderr) or --quiet: no progress at all."""
+        lines_wanted = os.environ.get(PROGRESS_LINES_ENV) == "1"
+        return self.console.quiet or (self.console.json_mode and not lines_wanted)
+
+    @property
     def drawing(self) -> bool:
         """True when line-by-line progress messages are not wanted: a terminal shows the live
-        display instead, or --json/--quiet asked for silence (unless a supervising
-        `sage-image release` asked its jobs for progress lines on stderr)."""
-        lines_wanted = os.environ.get(PROGRESS_LINES_ENV) == "1"
-        return self.console.live or self.console.quiet or (self.console.json_mode
-                                                            and not lines_wanted)
+        display instead, or there is to be no progress at all."""
+        return self.console.live or self.silent
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.draw()
+    def _loop(self, period: float) -> None:
+        while not self._stop.wait(period):
+            if self.console.live:
+                self.console.show(self.lines())
+            else:
+                for line in self.lines():
+                    self.console.info(line)
 
-    def draw(self) -> None:
+    def lines(self) -> list[str]:
         raise NotImplementedError
-
-    def finish(self) -> None:
-        pass
 
 
 class Progress(LiveDisplay):
@@ -121,9 +167,5 @@ class Progress(LiveDisplay):
         if not self.drawing:
             self.console.info(f"[{format_seconds(self.elapsed)}] {self.label}: {phase}")
 
-    def draw(self) -> None:
-        print(f"\r\033[K{self.label}  {self.phase}  {format_seconds(self.elapsed)}",
-              end="", file=self.console.err, flush=True)
-
-    def finish(self) -> None:
-        print("\r\033[K", end="", file=self.console.err, flush=True)
+    def lines(self) -> list[str]:
+        return [f"{self.label}  {self.phase}  {format_seconds(self.elapsed)}"]

@@ -84,11 +84,8 @@ def cmd_test(args: argparse.Namespace, console: Console) -> int:
 
 
 def _show_check(console: Console, result: CheckResult) -> None:
-    if console.json_mode:
-        return
-    if console.live:
-        print("\r\033[K", end="", file=console.err, flush=True)
-    console.info(check_line(result))
+    if not console.json_mode:
+        console.info(check_line(result))
 
 
 def _hold(console: Console, target: SshTarget) -> None:

@@ -40,6 +40,7 @@ from ..outfolder import (
     write_json,
     write_manifest,
 )
+from ..waiting import poll_until
 from . import artifacts, devmapper, preflight, pythonlock, sbom
 from .dib import BuildPaths, prepare_layered_cache, run_dib, write_shims
 from .plan import BuildPlan
@@ -286,13 +287,16 @@ def _stop_orphaned_dib(pgid_file: Path) -> None:
             os.killpg(pgid, sig)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
+        if poll_until(lambda: not _group_alive(pgid), timeout=20):
+            return
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 @contextmanager

@@ -15,9 +15,11 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from ..errors import SageImageError
 from ..runner import run
+from ..waiting import poll_until
 
 BIN = Path(sys.executable).parent
 READY_TIMEOUT = 60.0
@@ -69,18 +71,23 @@ def start_process(*, name: str, kind: str, root: Path, app: str, port: int,
 
 def wait_ready(server: Server, *, deadline: float) -> None:
     """Poll the server's version document until it answers; fail with its log tail."""
-    while time.monotonic() < deadline:
-        if not pid_alive(server.pid):
-            break
-        try:
-            with urllib.request.urlopen(server.url + "/", timeout=2):
-                return
-        except urllib.error.HTTPError as exc:
-            if exc.code in (200, 300):  # both servers answer / with "multiple choices"
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
+    if not poll_until(lambda: _answers(server), timeout=deadline - time.monotonic()):
+        _not_started(server)
+
+
+def _answers(server: Server) -> bool:
+    if not pid_alive(server.pid):
+        _not_started(server)
+    try:
+        with urllib.request.urlopen(server.url + "/", timeout=2):
+            return True
+    except urllib.error.HTTPError as exc:
+        return exc.code in (200, 300)  # both servers answer / with "multiple choices"
+    except OSError:
+        return False
+
+
+def _not_started(server: Server) -> NoReturn:
     tail = log_tail(server.root / "server.log")
     raise LocalCloudError(f"local {server.kind} '{server.name}' did not start on {server.url}",
                           hint=f"its log ({server.root / 'server.log'}) ends with: {tail}")
@@ -110,17 +117,13 @@ def stop_process(pid: int, *, root: Path) -> None:
     SIGKILL whatever lingers. Checks the pid still runs from `root` before signalling."""
     if not _runs_from(pid, root):
         return
-    deadline = time.monotonic() + STOP_TIMEOUT
-    for sig in (signal.SIGINT, signal.SIGKILL):
+    for sig, grace in ((signal.SIGINT, STOP_TIMEOUT), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
             return
-        while time.monotonic() < deadline and pid_alive(pid):
-            time.sleep(0.05)
-        if not pid_alive(pid):
+        if poll_until(lambda: not pid_alive(pid), timeout=grace, interval=0.05):
             return
-        deadline = time.monotonic() + 5
 
 
 def _runs_from(pid: int, root: Path) -> bool:

@@ -26,13 +26,13 @@ class _Bar:
 
 class SiteBars(LiveDisplay):
     interval = 0.5
+    keep_last = True  # the final bars are each site's result
 
     def __init__(self, console: Console, sites: Sequence[str], totals: dict[str, int]) -> None:
         super().__init__(console)
         self.bars = {s: _Bar(total=totals.get(s, 0)) for s in sites}
         self.width = max((len(s) for s in sites), default=4)
         self._lock = threading.Lock()
-        self._drawn = 0
 
     def update(self, site: str, phase: str, done: int) -> None:
         with self._lock:
@@ -56,13 +56,6 @@ class SiteBars(LiveDisplay):
         return (f"uploading [{'#' * int(BAR * frac):<{BAR}}] {100 * frac:3.0f}% "
                 f"{bar.done / 1e6:.0f}/{bar.total / 1e6:.0f} MB {bar.done / 1e6 / elapsed:.0f} MB/s")
 
-    def finish(self) -> None:
-        self.draw()
-
-    def draw(self) -> None:
+    def lines(self) -> list[str]:
         with self._lock:
-            lines = [f"{s:<{self.width}}  {self._text(b)}" for s, b in self.bars.items()]
-        up = f"\033[{self._drawn}F" if self._drawn else ""
-        text = "".join(f"\033[K{line}\n" for line in lines)
-        print(up + text, end="", file=self.console.err, flush=True)
-        self._drawn = len(lines)
+            return [f"{s:<{self.width}}  {self._text(b)}" for s, b in self.bars.items()]

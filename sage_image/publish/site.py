@@ -8,12 +8,13 @@ file to hash it, adds its own properties and returns before the upload has settl
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, BinaryIO
+
+from ..waiting import poll_until
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -125,12 +126,11 @@ def upload_file(conn: Connection, image_id: str, path: Path, *, size: int,
 
 def wait_active(conn: Connection, image_id: str, *, timeout: float = 600) -> SiteImage:
     """Glance answers the PUT when the data is stored; poll briefly in case it still settles."""
-    deadline = time.monotonic() + timeout
-    while True:
+    def settled() -> SiteImage | None:
         image = get_image(conn, image_id)
-        if image.status in ("active", "killed", "deleted") or time.monotonic() > deadline:
-            return image
-        time.sleep(0.5)
+        return image if image.status in ("active", "killed", "deleted") else None
+
+    return poll_until(settled, timeout=timeout, interval=0.5) or get_image(conn, image_id)
 
 
 def patch_image(conn: Connection, image: SiteImage, *, name: str | None = None,

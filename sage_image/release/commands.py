@@ -22,7 +22,7 @@ from ..cli_common import (
     add_json_flag,
     comma_list,
 )
-from ..console import Console, format_seconds
+from ..console import Console, LiveDisplay, format_seconds
 from ..errors import UsageError
 from . import ci_commands
 from .plan import ReleasePlan, SourceInputs, plan_release
@@ -143,9 +143,10 @@ def cmd_release(args: argparse.Namespace, console: Console) -> int:
     for job in release_jobs(plan, options):
         if job.note and not console.json_mode:
             console.info(f"{job.id}: {job.note}")
-    started = time.monotonic()
-    states = run_release(plan, options, on_change=_live(console, started),
-                         on_tick=_heartbeat(console, started))
+    with Heartbeat(console) as heartbeat:
+        states = run_release(plan, options, on_change=_live(console, heartbeat.start),
+                             on_tick=heartbeat.update)
+    started = heartbeat.start
     return summarize(console, plan, options, states, time.monotonic() - started)
 
 
@@ -175,8 +176,6 @@ def _live(console: Console, started: float):
     def show(job_id: str, state: JobState) -> None:
         if console.json_mode:
             return
-        if console.live:
-            print("\r\033[K", end="", file=console.err)  # clear the heartbeat line
         detail = f" ({state.reason})" if state.reason else ""
         took = f" in {format_seconds(state.seconds)}" if state.seconds else ""
         console.info(f"[{format_seconds(time.monotonic() - started)}] {job_id}: "
@@ -184,27 +183,28 @@ def _live(console: Console, started: float):
     return show
 
 
-def _heartbeat(console: Console, started: float, every: float = 30.0):
+class Heartbeat(LiveDisplay):
     """What each running job is doing: redrawn each second on a terminal, a line every 30 s
     in logs - a build takes minutes and must not look stuck."""
-    last = {"shown": 0.0, "width": 0}
 
-    def tick(scheduler: Scheduler) -> None:
+    log_every = 30.0
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self._running: list[str] = []
+
+    def update(self, scheduler: Scheduler) -> None:
+        """Called by the scheduler's loop: the jobs running now and their last progress line."""
         now = time.monotonic()
-        if console.json_mode or now - last["shown"] < (1.0 if console.live else every):
-            return
-        last["shown"] = now
-        running = [f"{job} {format_seconds(now - (s.started or now))} "
-                   f"{_phase(scheduler.last_line(job))}".rstrip()
-                   for job, s in scheduler.states.items() if s.status == "running"]
-        if not running:
-            return
-        text = f"[{format_seconds(now - started)}] running: " + "; ".join(running)
-        if console.live:
-            print(f"\r\033[K{text[:200]}", end="", file=console.err, flush=True)
-        else:
-            console.info(text)
-    return tick
+        self._running = [f"{job} {format_seconds(now - (s.started or now))} "
+                         f"{_phase(scheduler.last_line(job))}".rstrip()
+                         for job, s in scheduler.states.items() if s.status == "running"]
+
+    def lines(self) -> list[str]:
+        if not self._running:
+            return []
+        text = f"[{format_seconds(self.elapsed)}] running: " + "; ".join(self._running)
+        return [text[:200] if self.console.live else text]
 
 
 def _phase(line: str) -> str:

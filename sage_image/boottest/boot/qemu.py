@@ -23,6 +23,7 @@ from typing import TextIO
 
 from ...errors import BootTestError
 from ...runner import run, terminate_group
+from ...waiting import poll_until
 
 QEMU_BINARY = {"x86_64": "qemu-system-x86_64", "aarch64": "qemu-system-aarch64"}
 CONSOLE = {"x86_64": "ttyS0,115200", "aarch64": "ttyAMA0,115200"}
@@ -166,12 +167,7 @@ class Machine:
         raise BootTestError(f"QEMU could not forward a free port after {PORT_RETRIES} tries")
 
     def _failed_at_start(self) -> bool:
-        deadline = time.monotonic() + STARTUP_GRACE
-        while time.monotonic() < deadline:
-            if not self.alive():
-                return True
-            time.sleep(0.05)
-        return False
+        return poll_until(lambda: not self.alive(), timeout=STARTUP_GRACE, interval=0.05) is True
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -207,13 +203,10 @@ class Machine:
             self.qmp("send-key", {"keys": keys})
         except (OSError, ValueError):
             return False
-        deadline = time.monotonic() + SYNC_WAIT
-        while time.monotonic() < deadline:
-            if "Emergency Sync" in self.serial_text():
-                time.sleep(SYNC_SETTLE)  # its "complete" line is below the console's log level
-                return True
-            time.sleep(0.2)
-        return False
+        if not poll_until(lambda: "Emergency Sync" in self.serial_text(), timeout=SYNC_WAIT):
+            return False
+        time.sleep(SYNC_SETTLE)  # its "complete" line is below the console's log level
+        return True
 
     def qmp(self, command: str, arguments: dict[str, object] | None = None) -> object:
         """Run one QMP command; OSError or ValueError when QEMU does not answer as QMP does."""

@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from subprocess import CompletedProcess
 from typing import Any
 
 from ...errors import BootTestError, CommandError
 from ...outfolder import Manifest
 from ...runner import run
+from ...waiting import poll_until
 from ..boot.ssh import Output, SshTarget, ssh_run, upload
 from .assets import GUEST_SETUP, build_asset
 from .compare import COMPARATORS
@@ -190,7 +192,6 @@ def probe_sshd_auth(target: SshTarget, *, timeout: float) -> str | None:
     return None
 
 
-AUDIT_ATTEMPTS = 4
 TRANSIENT_AUDIT = ("did not receive banner", *TRANSIENT_SSH)
 AUDIT_ITEM = re.compile(r"^\((\w+)\)\s+(\S+)")
 
@@ -208,18 +209,23 @@ def probe_ssh_audit(target: SshTarget, *, timeout: float) -> tuple[str | None, s
     """ssh-audit against the guest's sshd: no line may be a [fail]. The connection-rate test is
     skipped: it floods sshd (MaxStartups), which says nothing about its configuration."""
     deadline = time.monotonic() + timeout
-    for attempt in range(AUDIT_ATTEMPTS):
-        try:
-            out = run([find_ssh_audit(), "--no-colors", "--skip-rate-test",
-                       "--port", str(target.port), target.host], check=False,
-                      timeout=max(deadline - time.monotonic(), 1))
-        except CommandError as exc:
-            return f"ssh-audit: {exc.message}", ""
-        text = out.stdout + out.stderr
+    tries: list[CompletedProcess[str]] = []
+
+    def audited() -> str | None:
+        tries.append(run([find_ssh_audit(), "--no-colors", "--skip-rate-test",
+                          "--port", str(target.port), target.host], check=False,
+                         timeout=max(deadline - time.monotonic(), 1)))
+        text = tries[-1].stdout + tries[-1].stderr
         # A busy sshd (MaxStartups, concurrent checks) drops it before the banner: try again.
-        if "(gen) banner" in text or not any(t in text for t in TRANSIENT_AUDIT):
-            break
-        time.sleep(2 * (attempt + 1))
+        return text if "(gen) banner" in text or not any(t in text for t in TRANSIENT_AUDIT) \
+            else None
+
+    try:
+        poll_until(audited, timeout=timeout, interval=2.0, backoff=2.0)
+    except CommandError as exc:
+        return f"ssh-audit: {exc.message}", ""
+    out = tries[-1]
+    text = out.stdout + out.stderr
     # e.g. "(key) ecdsa-sha2-nistp256 (256-bit)  -- [fail] using elliptic curves that ..."
     fails = [" ".join(m.groups()) if (m := AUDIT_ITEM.match(ln)) else ln.strip()
              for ln in text.splitlines() if "[fail]" in ln]

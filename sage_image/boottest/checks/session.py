@@ -21,6 +21,7 @@ from ...catalog.model import load_catalog
 from ...errors import BootTestError
 from ...outfolder import logs_folder
 from ...runner import run
+from ...waiting import poll_until
 from ..boot import disk as disk_mod
 from ..boot.configdrive import Metadata, write_drive
 from ..boot.image import ImageUnderTest, resolve_image, verify_checksum
@@ -204,8 +205,9 @@ def wait_for_guest(vm: Machine, target: SshTarget, *, limit: float, events: Even
     """Seconds until cc logs in with the key; BootTestError (naming the cause) otherwise."""
     start = time.monotonic()
     deadline = start + limit
-    finished_at: float | None = None
-    while True:
+    finished_at: list[float] = []  # when the console said cloud-init finished
+
+    def logged_in() -> float | None:
         if not vm.alive():
             raise BootTestError(f"QEMU exited before the guest came up: {vm.qemu_error()}; "
                                 f"last console line: {_last_console_line(vm)}")
@@ -217,16 +219,19 @@ def wait_for_guest(vm: Machine, target: SshTarget, *, limit: float, events: Even
         probe = start_master(target, timeout=max(2.0, min(30.0, deadline - time.monotonic())))
         if probe.exit == 0:
             return time.monotonic() - start
-        if "Cloud-init v." in console and " finished at " in console and finished_at is None:
-            finished_at = time.monotonic()
+        if "Cloud-init v." in console and " finished at " in console and not finished_at:
+            finished_at.append(time.monotonic())
         if finished_at and "Permission denied" in probe.stderr \
-                and time.monotonic() - finished_at > KEY_GRACE:
+                and time.monotonic() - finished_at[0] > KEY_GRACE:
             raise BootTestError("cloud-init finished but sshd refuses the metadata key for cc: "
                                 f"{probe.stderr.strip().splitlines()[-1]}")
-        if time.monotonic() > deadline:
-            raise BootTestError(f"the guest did not accept SSH on 127.0.0.1:{target.port} within "
-                                f"{limit:.0f} s; last console line: {_last_console_line(vm)}")
-        time.sleep(1.0)
+        return None
+
+    seconds = poll_until(logged_in, timeout=limit, interval=1.0)
+    if seconds is None:
+        raise BootTestError(f"the guest did not accept SSH on 127.0.0.1:{target.port} within "
+                            f"{limit:.0f} s; last console line: {_last_console_line(vm)}")
+    return seconds
 
 
 def booted_firmware(target: SshTarget) -> str | None:
