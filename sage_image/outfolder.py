@@ -140,8 +140,7 @@ class SbomEntry(Record):
     spec: str
 
 
-@dataclass(frozen=True)
-class ImageIdentity:
+class ImageIdentity(Record):
     """Which image a build is: the manifest keys that name it (catalog keys, Glance os_*)."""
 
     name: str
@@ -158,16 +157,11 @@ REQUIRED_PROPERTIES = ("build-image-name", "build-variant", "build-distro", "bui
                        "build-tag")
 
 
-class Manifest(Record):
-    """manifest.json: what `sage-image build` built, from what, with checksums."""
+class Manifest(ImageIdentity):
+    """manifest.json: what `sage-image build` built, from what, with checksums (the image's
+    identity first)."""
 
     schema: int
-    name: str
-    release: str
-    variant: str
-    arch: str
-    family: str
-    os_version: str
     qemu_arch: str
     elements: tuple[str, ...]
     sites: tuple[str, ...]
@@ -200,8 +194,7 @@ class Manifest(Record):
 
     @property
     def identity(self) -> ImageIdentity:
-        return ImageIdentity(name=self.name, release=self.release, variant=self.variant,
-                             arch=self.arch, family=self.family, os_version=self.os_version)
+        return ImageIdentity(**{f: getattr(self, f) for f in ImageIdentity.__struct_fields__})
 
     @property
     def build_tag(self) -> str:

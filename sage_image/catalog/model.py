@@ -850,6 +850,8 @@ def as_plain(value: Any) -> Any:
     """Dataclasses and read-only mappings as plain dicts/lists (for JSON output)."""
     if hasattr(value, "__dataclass_fields__"):
         return {k: as_plain(getattr(value, k)) for k in value.__dataclass_fields__}
+    if hasattr(value, "__struct_fields__"):  # the output folder's records (msgspec)
+        return {k: as_plain(getattr(value, k)) for k in value.__struct_fields__}
     if isinstance(value, Mapping):
         return {str(k): as_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

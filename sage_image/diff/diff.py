@@ -14,7 +14,7 @@ order, falling back to "changed" for versions it cannot parse.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ from ..outfolder import MANIFEST, ImageIdentity, Manifest, manifest_path, read_m
 SECTIONS = ("image", "element", "check", "size", "source", "package", "python")
 # Single-valued facts compared as "changed": the image's identity, then what built it;
 # kernel is the image's vmlinuz version.
-FIELDS = (*(f.name for f in fields(ImageIdentity)), "kernel", "builder_version", "dib_version")
+FIELDS = (*ImageIdentity.__struct_fields__, "kernel", "builder_version", "dib_version")
 
 
 class SourcePin(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,15 +42,9 @@ class FileSize(msgspec.Struct, frozen=True, kw_only=True):
     size: int
 
 
-class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
+class Snapshot(ImageIdentity, kw_only=True, forbid_unknown_fields=False):
     """What a diff compares of a build (and what publish records on its image)."""
 
-    name: str
-    release: str
-    variant: str
-    arch: str
-    family: str
-    os_version: str
     kernel: str | None = None  # the image's vmlinuz version (a summary omits an unknown one)
     builder_version: str
     dib_version: str
@@ -65,8 +59,7 @@ class Snapshot(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def of(cls, m: Manifest) -> Snapshot:
-        return cls(name=m.name, release=m.release, variant=m.variant, arch=m.arch,
-                   family=m.family, os_version=m.os_version, kernel=m.boot.kernel_version,
+        return cls(**msgspec.structs.asdict(m.identity), kernel=m.boot.kernel_version,
                    builder_version=m.builder_version, dib_version=m.dib_version,
                    created=m.created, elements=m.elements, checks=m.checks,
                    sources={n: SourcePin(url=s.url, commit=s.commit, stand_in=s.stand_in)
