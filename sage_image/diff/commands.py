@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compare two build output folders (or manifest.json files): packages and "
                     "Python packages added, removed, upgraded or downgraded, sources re-pinned, "
                     "variant, elements, kernel, checks and size. With --site, compare OUT with "
-                    "the production image at that site, from what publish recorded there. "
+                    "the production image at that site, from the record publish keeps in "
+                    "the site's object store. "
                     "Exit 0 (also when they differ) unless --exit-code.",
         example=f"{EXAMPLE}\n  sage-image diff out/bookworm-sage --site CHI@UC --json")
     p.add_argument("old", type=Path, metavar="A", help="build output folder or manifest.json")
@@ -39,11 +40,17 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("give two builds (A B) or one build and --site SITE",
                          hint=f"e.g. {EXAMPLE}")
     if args.site:
+        import hashlib
+
         from ..catalog import load_catalog
-        from ..publish.production import production_summary
+        from ..publish.production import production_manifest
 
         new, new_file = load_manifest(args.old)
-        old, label = production_summary(load_catalog(args.catalog), args.site, new["name"])
+        sha256 = hashlib.sha256(new_file.read_bytes()).hexdigest()
+        old, label, note = production_manifest(load_catalog(args.catalog), args.site,
+                                               new["name"], local=(new, sha256))
+        if note:
+            console.warn(note)
         result = diff_manifests(old, new, old_label=label, new_label=str(new_file))
     else:
         old, old_file = load_manifest(args.old)

@@ -1,7 +1,7 @@
 """What changed between two builds: a pure function of two manifests (docs/manifest.md).
 
-Either side may also be the summary publish stored on a Glance image (publish/record.py): it
-has the same keys, fewer of them, and this code reads every key with .get.
+Either side may also be a manifest read back from a site's object store, where publish keeps
+each build's record (publish/record.py); this code reads every key with .get.
 
 Debian versions are ordered with python-debian's `version_compare` (dpkg's algorithm in pure
 Python: epochs, `~`, revisions) - not string order, where 1.10 < 1.9. It needs neither the
@@ -98,7 +98,7 @@ def diff_manifests(old: Mapping[str, Any], new: Mapping[str, Any], *, old_label:
 
 
 def kernel_of(manifest: Mapping[str, Any]) -> str | None:
-    return (manifest.get("boot") or {}).get("kernel_version") or manifest.get("kernel")
+    return (manifest.get("boot") or {}).get("kernel_version")
 
 
 def _fields(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[Change]:

@@ -39,6 +39,7 @@ class ImageFile:
     # sha512 of another file of this build that `qemu-img compare` found to hold the same disk
     # (a qcow2 converted from the raw), so a test of either is a test of both.
     same_disk_as: str | None = None
+    virtual_size: int | None = None  # bytes: the disk the image needs (publish's min_disk)
 
 
 @dataclass(frozen=True)
@@ -100,7 +101,8 @@ def load_output(root: Path) -> BuildOutput:
 def _image_file(root: Path, fmt: str, f: Mapping[str, Any]) -> ImageFile:
     return ImageFile(disk_format=f.get("disk_format", fmt), path=root / f["path"],
                      size=int(f["size"]), sha512=f["sha512"], md5=f.get("md5", ""),
-                     sha256=f.get("sha256", ""), same_disk_as=f.get("same_disk_as"))
+                     sha256=f.get("sha256", ""), same_disk_as=f.get("same_disk_as"),
+                     virtual_size=int(f["virtual_size"]) if f.get("virtual_size") else None)
 
 
 def read_test_status(root: Path, name: str, files: Mapping[str, ImageFile], *,

@@ -38,12 +38,14 @@ CLOUDS = {"CHI@UC": "chi-uc", "CHI@TACC": "chi-tacc", "KVM@TACC": "kvm-tacc"}
 
 @pytest.fixture(scope="session")
 def keystone_site() -> Iterator[LocalCloud]:
-    """One Glance behind a real Keystone; clouds.yaml has `chi-tacc` (application credential)
-    and `chi-tacc-password` (password auth) for the same site."""
+    """The three demo sites behind one real Keystone (a region each, each with its own Glance
+    and object store); clouds.yaml has `chi-tacc` (application credential) and
+    `chi-tacc-password` (password auth) for the same site, and so on for chi-uc and kvm-tacc.
+    python-chi, which only speaks Keystone v3, reaches every one of them."""
     root = Path(tempfile.mkdtemp(prefix="sage-keystone-"))
     cloud = None
     try:
-        cloud = start_cloud(root, [SiteSpec("chi-tacc", keystone=True)])
+        cloud = start_cloud(root, [SiteSpec(c, keystone=True) for c in CLOUDS.values()])
         yield cloud
     finally:
         if cloud is not None:
@@ -58,6 +60,15 @@ def clouds_env(local_sites: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> Loca
         monkeypatch.delenv(var)
     monkeypatch.chdir(local_sites.root.parent)  # no stray ./clouds.yaml
     return local_sites
+
+
+@pytest.fixture
+def keystone_env(keystone_site: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> LocalCloud:
+    for var in [v for v in os.environ if v.startswith("OS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(keystone_site.clouds_yaml))
+    monkeypatch.chdir(keystone_site.root.parent)
+    return keystone_site
 
 
 def _hashes(path: Path) -> dict[str, str]:
@@ -77,15 +88,18 @@ class BuildFactory:
     root: Path
 
     def __call__(self, name: str, *, timestamp: int = 1_700_000_000, size_mb: int = 4,
-                 tested: bool | None = True, arch: str = "amd64",
+                 tested: bool | None = True, arch: str = "amd64", variant: str = "sage",
                  sites: tuple[str, ...] = SITES, formats: tuple[str, ...] = ("qcow2", "raw"),
-                 same_disk: bool = True) -> Path:
+                 same_disk: bool = True, virtual_mb: int | None = None) -> Path:
         """`same_disk`: record the qcow2 as the same disk as the raw, as a build does after
-        `qemu-img compare` (False: a manifest without that proof)."""
+        `qemu-img compare` (False: a manifest without that proof). `virtual_mb`: the disk's
+        virtual size, larger than the bytes written (a raw is sparse; the file keeps its
+        length)."""
         out = self.root / f"{name}-{timestamp}-{uuid.uuid4().hex[:6]}"
         out.mkdir(parents=True)
         raw = out / f"{name}.raw"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", raw, f"{size_mb}M"], check=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", raw,
+                        f"{virtual_mb or size_mb}M"], check=True)
         with raw.open("r+b") as f:  # distinct content per build -> distinct checksums
             f.write(os.urandom(min(size_mb, 64) << 20))
         qcow2 = out / f"{name}.qcow2"
@@ -95,12 +109,12 @@ class BuildFactory:
                  if fmt in formats}
         if same_disk and {"qcow2", "raw"} <= set(files):
             files["qcow2"]["same_disk_as"] = files["raw"]["sha512"]
-        props = {"build-variant": "sage", "build-distro": "debian", "build-release": "bookworm",
+        props = {"build-variant": variant, "build-distro": "debian", "build-release": "bookworm",
                  "build-arch": arch, "build-repo": "https://example.invalid/sage-image-builder",
                  "build-repo-commit": uuid.uuid4().hex * 1, "build-timestamp": str(timestamp),
                  "build-tag": f"sage-image-12-{timestamp}", "build-image-name": name,
                  "build-source-waggle-node": "09a85ed3", "build-stand-ins": ""}
-        manifest = {"schema": 1, "name": name, "release": "bookworm", "variant": "sage",
+        manifest = {"schema": 1, "name": name, "release": "bookworm", "variant": variant,
                     "arch": arch, "family": "debian", "os_version": "12",
                     "qemu_arch": "x86_64" if arch == "amd64" else "aarch64",
                     "elements": ["debian-minimal", "sage"], "sites": list(sites),
@@ -122,8 +136,10 @@ class BuildFactory:
 
     @staticmethod
     def _file(out: Path, path: Path, fmt: str) -> dict[str, object]:
+        info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", path],
+                                         check=True, capture_output=True, text=True).stdout)
         return {"path": path.name, "disk_format": fmt, "size": path.stat().st_size,
-                "virtual_size": path.stat().st_size, **_hashes(path)}
+                "virtual_size": info["virtual-size"], **_hashes(path)}
 
     @staticmethod
     def write_results(out: Path, *, passed: bool, checks: tuple[str, ...] = VARIANT_CHECKS,

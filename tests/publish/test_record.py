@@ -1,58 +1,96 @@
-"""The summary publish stores in Glance properties: round trip, limits, damage (no Glance)."""
+"""The record publish keeps of a build in each site's object store (publish/record.py, pure):
+what it holds, the pointers on the image, and every way a record read back can be wrong."""
 
 from __future__ import annotations
 
-import os
+import hashlib
+import json
 
 import pytest
 
-from sage_image.publish import record
+from sage_image.errors import UsageError
+from sage_image.publish.output import load_output
 from sage_image.publish.record import (
-    CHUNK_CHARS,
-    PROP_CHUNKS,
+    PROP_MANIFEST_SHA,
+    PROP_PACKAGES_SHA,
+    PROP_RECORD,
+    PROP_SBOM_SHA,
     RecordError,
-    record_properties,
-    summary_from_properties,
+    manifest_from_record,
+    packages_digest,
+    read_record,
 )
 
-MANIFEST = {"schema": 1, "name": "X", "variant": "sage", "elements": ["a"], "checks": ["c"],
-            "sources": {"s": {"url": "u", "commit": "1" * 40, "stand_in": True, "path": "/opt/s"}},
-            "packages": {f"pkg{i}": f"1.{i}-1" for i in range(700)},
-            "python_packages": {"numpy": "1.26.4"}, "boot": {"kernel_version": "6.1.0-28-amd64"},
-            "files": {"qcow2": {"size": 5, "sha512": "x"}}, "phases": {"dib": 1.0},
-            "sbom": {"path": "X.cdx.json", "sha256": "f" * 64}}
+
+def add_sbom(out, data: bytes = b'{"bomFormat": "CycloneDX"}', sha256: str | None = None) -> None:
+    (out / "X.cdx.json").write_bytes(data)
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["sbom"] = {"path": "X.cdx.json", "spec": "1.6",
+                        "sha256": sha256 or hashlib.sha256(data).hexdigest()}
+    (out / "manifest.json").write_text(json.dumps(manifest))
 
 
-def test_round_trip_keeps_what_diff_needs():
-    props = record_properties(MANIFEST, "e" * 64)
-    assert all(len(v) <= CHUNK_CHARS for v in props.values())
-    assert props["sage-sbom-sha256"] == "f" * 64 and props["sage-manifest-sha256"] == "e" * 64
-    summary = summary_from_properties(props, where="here")
-    assert summary["packages"] == MANIFEST["packages"]
-    assert summary["python_packages"] == MANIFEST["python_packages"]
-    assert summary["sources"] == {"s": {"url": "u", "commit": "1" * 40, "stand_in": True}}
-    assert summary["kernel"] == "6.1.0-28-amd64" and summary["files"] == {"qcow2": {"size": 5}}
-    assert "phases" not in summary
+def test_the_record_holds_the_manifest_packages_and_sbom(make_build):
+    out = make_build("Sage-X", timestamp=1_700_000_000)
+    add_sbom(out)
+    output = load_output(out)
+    record = read_record(output, "sage-images")
+    prefix = "versions/sage-image-12-1700000000/Sage-X"
+    assert record.prefix == prefix and record.pointer == "current/Sage-X"
+    assert record.version == "sage-image-12-1700000000"
+    assert record.objects[prefix + ".manifest.json"] == (out / "manifest.json").read_bytes()
+    assert record.objects[prefix + ".packages"] == b"docker-compose=1.29.2-3\ndocker.io=20.10.24+dfsg1-1\n"
+    assert record.objects[prefix + ".cdx.json"] == (out / "X.cdx.json").read_bytes()
+    props = record.properties
+    assert props[PROP_RECORD] == f"sage-images/{prefix}"
+    assert props[PROP_MANIFEST_SHA] == output.manifest_sha256
+    assert props[PROP_PACKAGES_SHA] == packages_digest(output.raw)
+    assert props[PROP_SBOM_SHA] == json.loads((out / "manifest.json").read_text())["sbom"]["sha256"]
+    assert all(len(v) <= 255 for v in props.values())
+    # read back: the manifest, checked against the image's sha256
+    data = record.objects[prefix + ".manifest.json"]
+    assert manifest_from_record(data, props, where="S image 1") == json.loads(data)
 
 
-def test_too_large_a_summary_is_left_out_not_fatal(monkeypatch):
-    noisy = dict(MANIFEST, packages={os.urandom(8).hex(): os.urandom(8).hex() for _ in range(3000)})
-    props = record_properties(noisy, "e" * 64)
-    assert PROP_CHUNKS not in props and "sage-packages-sha256" in props
-    with pytest.raises(RecordError, match="no recorded manifest summary"):
-        summary_from_properties(props, where="CHI@UC image 1")
-    monkeypatch.setattr(record, "MAX_CHUNKS", 10_000)
-    assert PROP_CHUNKS in record_properties(noisy, "e" * 64)
+def test_a_build_without_sbom_records_no_sbom(make_build):
+    record = read_record(load_output(make_build("Sage-X")), "c")
+    assert len(record.objects) == 2 and PROP_SBOM_SHA not in record.properties
 
 
-@pytest.mark.parametrize("damage", [
-    lambda p: p.pop("sage-summary-01"),                                 # a chunk lost
-    lambda p: p.update({"sage-summary-00": "!!" + p["sage-summary-00"][2:]}),  # not base64
-    lambda p: p.update({"sage-summary-chunks": "many"}),
-    lambda p: p.update({"sage-packages-sha256": "0" * 64}),             # another package list
-])
-def test_damage_is_detected(damage):
-    props = record_properties(MANIFEST, "e" * 64)
-    damage(props)
-    with pytest.raises(RecordError):
-        summary_from_properties(props, where="here")
+def test_an_sbom_that_is_not_the_builds_is_refused(make_build):
+    out = make_build("Sage-X")
+    add_sbom(out, sha256="0" * 64)
+    with pytest.raises(UsageError, match="does not match manifest.json's sbom.sha256"):
+        read_record(load_output(out), "c")
+    (out / "X.cdx.json").unlink()
+    with pytest.raises(UsageError, match="cannot read the SBOM"):
+        read_record(load_output(out), "c")
+
+
+def test_a_manifest_changed_after_loading_is_refused(make_build):
+    out = make_build("Sage-X")
+    output = load_output(out)
+    (out / "manifest.json").write_text((out / "manifest.json").read_text() + " ")
+    with pytest.raises(UsageError, match="changed while publishing read it"):
+        read_record(output, "c")
+
+
+def test_a_record_read_back_is_checked(make_build):
+    record = read_record(load_output(make_build("Sage-X")), "c")
+    props = dict(record.properties)
+    data = record.objects[f"{record.prefix}.manifest.json"]
+    with pytest.raises(RecordError, match=r"its record c/versions/.*manifest.json is not in the "
+                                          "site's object store"):
+        manifest_from_record(None, props, where="S image 1")
+    with pytest.raises(RecordError, match="is not the manifest the image was published with"):
+        manifest_from_record(data + b" ", props, where="S image 1")
+    for key in (PROP_RECORD, PROP_MANIFEST_SHA):
+        older = {k: v for k, v in props.items() if k != key}
+        with pytest.raises(RecordError, match="points at no record .published by an older"):
+            manifest_from_record(data, older, where="S image 1")
+
+
+def test_packages_digest_is_order_free():
+    a = {"packages": {"b": "1", "a": "2"}}
+    assert packages_digest(a) == packages_digest({"packages": {"a": "2", "b": "1"}})
+    assert packages_digest(a) != packages_digest({"packages": {"a": "2", "b": "1.1"}})
