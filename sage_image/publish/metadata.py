@@ -116,8 +116,12 @@ def template_fields(output: BuildOutput) -> dict[str, str]:
     """Fields of publish.metadata's URL templates. A build made outside a git checkout records
     build-repo-commit `unknown`: its links point at HEAD."""
     commit = output.properties.get("build-repo-commit", "")
+    repo = output.properties.get("build-repo", "").rstrip("/")
+    if not repo:
+        raise UsageError(f"{output.root}: manifest.json has no build-repo property",
+                         hint="see docs/manifest.md")
     image = output.identity
-    return {"repo": output.properties.get("build-repo", "").rstrip("/"),
+    return {"repo": repo,
             "commit": commit if COMMIT_RE.match(commit) else "HEAD",
             "tag": output.build_tag, "name": image.name, "variant": image.variant,
             "release": image.release, "arch": image.arch}

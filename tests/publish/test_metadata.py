@@ -95,18 +95,19 @@ def test_min_disk_is_the_virtual_size_rounded_up_to_gib():
     assert min_disk_gib(file(10)) == 1
 
 
-def test_a_build_outside_git_links_to_head_and_no_timestamp_is_refused(make_build, catalog):
+def test_a_build_outside_git_links_to_head_and_a_manifest_without_provenance_is_refused(make_build, catalog):
     out = make_build("Sage-X")
     manifest = json.loads((out / "manifest.json").read_text())
     edit_manifest(out, properties={**manifest["properties"], "build-repo-commit": "unknown"})
     meta = image_metadata(load_output(out), catalog, file=load_output(out).files["raw"],
                           site_kind="kvm")
     assert meta.properties["image_source"].endswith("/tree/HEAD")
-    del manifest["properties"]["build-timestamp"]
-    edit_manifest(out, properties=manifest["properties"])
-    with pytest.raises(UsageError, match="no build-timestamp"):
-        image_metadata(load_output(out), catalog, file=load_output(out).files["raw"],
-                       site_kind="kvm")
+    for key in ("build-timestamp", "build-repo"):
+        props = {k: v for k, v in manifest["properties"].items() if k != key}
+        edit_manifest(out, properties=props)
+        with pytest.raises(UsageError, match=f"no {key} property"):
+            image_metadata(load_output(out), catalog, file=load_output(out).files["raw"],
+                           site_kind="kvm")
 
 
 def test_a_variant_the_catalog_lacks_is_refused(make_build, catalog):
