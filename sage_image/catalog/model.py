@@ -850,9 +850,10 @@ class _Parser:
 
     def metadata(self, raw: Any, w: tuple[Any, ...], kinds: Mapping[str, SiteKind], *,
                  keep: int) -> ImageMetadataPolicy:
-        default = ImageMetadataPolicy()
         m = self.mapping(raw, w, optional=tuple(f.name for f in fields(ImageMetadataPolicy)))
-        get = lambda key: m.get(key, getattr(default, key))  # noqa: E731
+
+        def get(key: str) -> Any:  # the setting, or the default of an absent one
+            return m.get(key, getattr(ImageMetadataPolicy, key))
         for key in ("image_source", "image_description"):
             self.template(get(key), w + (key,), METADATA_FIELDS)
         provided = self.string(get("provided_until"), w + ("provided_until",))
