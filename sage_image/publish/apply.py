@@ -135,7 +135,8 @@ def _publish_steps(conn: Connection, plan: SitePlan, done: _Progress, report: Re
     report("pointing current", sent)
     record = plan.record
     done.pointer_before = store.read(conn, record.container, record.pointer)
-    store.put(conn, record.container, record.pointer, f"{record.version}\n".encode())
+    store.put(conn, record.container, record.pointer, f"{record.version}\n".encode(),
+              site=plan.site)
     done.pointer_set = True
     report("promoting", sent)
     new = glance.patch_image(conn, new, name=plan.production_name, visibility=plan.visibility)
@@ -196,7 +197,8 @@ def _rollback(conn: Connection, plan: SitePlan, done: _Progress) -> list[str]:
         if done.pointer_before is None:
             store.delete(conn, record.container, record.pointer)
         else:
-            store.put(conn, record.container, record.pointer, done.pointer_before)
+            store.put(conn, record.container, record.pointer, done.pointer_before,
+                      site=plan.site)
 
     if done.pointer_set:
         attempt(f"restore {record.container}/{record.pointer}", restore_pointer)

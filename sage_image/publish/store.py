@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from ..errors import PublishError
 
@@ -32,8 +33,7 @@ def put_new(conn: Connection, container: str, name: str, data: bytes, *, site: s
 
     etag = _md5(data)
     try:
-        conn.object_store.create_object(container, name, data=data, etag=etag,
-                                        if_none_match=["*"])
+        _put(conn, container, name, data, etag=etag, site=site, if_none_match="*")
         return True
     except exceptions.HttpException as exc:
         if exc.status_code != 412:  # Precondition Failed: the object exists
@@ -44,6 +44,26 @@ def put_new(conn: Connection, container: str, name: str, data: bytes, *, site: s
                        "with the same build-tag?); it is left as it is", site=site)
 
 
+def put(conn: Connection, container: str, name: str, data: bytes, *, site: str) -> None:
+    _put(conn, container, name, data, etag=_md5(data), site=site)
+
+
+def _put(conn: Connection, container: str, name: str, data: bytes, *, etag: str, site: str,
+         **conditions: str) -> None:
+    """PUT through the object_store proxy, and make sure Swift stored it: 201 with our ETag.
+    (openstacksdk's create_object reports success for any answer below 400 - a clouds.yaml
+    whose object-store endpoint is not a Swift would lose the record silently.)"""
+    from openstack import exceptions
+
+    headers = {"ETag": etag, **{k.replace("_", "-").title(): v for k, v in conditions.items()}}
+    resp = conn.object_store.put(quote(f"{container}/{name}"), data=data, headers=headers)
+    exceptions.raise_from_response(resp)
+    if resp.status_code != 201 or resp.headers.get("Etag", "").strip('"') != etag:
+        raise PublishError(f"the object store did not store {container}/{name} (HTTP "
+                           f"{resp.status_code}, ETag {resp.headers.get('Etag')!r}): is the "
+                           "site's object-store endpoint a Swift?", site=site)
+
+
 def read(conn: Connection, container: str, name: str) -> bytes | None:
     """The object's bytes, or None when the store has no such object (or container)."""
     from openstack import exceptions
@@ -52,10 +72,6 @@ def read(conn: Connection, container: str, name: str) -> bytes | None:
         return bytes(conn.object_store.download_object(name, container))
     except exceptions.NotFoundException:
         return None
-
-
-def put(conn: Connection, container: str, name: str, data: bytes) -> None:
-    conn.object_store.create_object(container, name, data=data, etag=_md5(data))
 
 
 def delete(conn: Connection, container: str, name: str) -> None:

@@ -107,7 +107,7 @@ def test_publish_records_the_build_and_diff_site_reads_it(clouds_env, make_build
     _, now = _production("chi-uc", image_name)
     record = now.properties[PROP_RECORD].split("/", 1)[1] + ".manifest.json"
     good = store.read(conn, CONTAINER, record)
-    store.put(conn, CONTAINER, record, manifest)  # the first build's manifest in its place
+    store.put(conn, CONTAINER, record, manifest, site="CHI@UC")  # the first build's manifest in its place
     broken = cli("diff", first, "--site", "CHI@UC")
     assert broken.code == 2 and "is not the manifest the image was published with" in broken.err
     assert "Traceback" not in broken.err
@@ -125,7 +125,7 @@ def test_publish_records_the_build_and_diff_site_reads_it(clouds_env, make_build
     other = cli("diff", first, "--site", "CHI@UC")
     assert other.code == 2 and "is not in the site's object store" in other.err
     assert "its package list is not the same as this build's" in other.err
-    store.put(conn, CONTAINER, record, good)
+    store.put(conn, CONTAINER, record, good, site="CHI@UC")
     assert cli("diff", first, "--site", "CHI@UC").code == 0  # restored: compared again
 
 

@@ -165,3 +165,24 @@ def test_a_site_whose_object_store_is_down_is_not_touched(published, clouds_env,
     assert "Traceback" not in run.err
     monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_env.clouds_yaml))
     assert_intact("kvm-tacc", image_name, *published)
+
+
+def test_an_object_store_endpoint_that_is_no_swift_is_refused(published, clouds_env, make_build,
+                                                              image_name, cli, tmp_path,
+                                                              monkeypatch):
+    """A cloud without Keystone and without an object-store endpoint: openstacksdk sends the
+    record to the Glance endpoint, which answers 300 - a success to the SDK. Publish checks that
+    Swift stored it (201 and its ETag) and refuses the site instead of losing the record."""
+    clouds = yaml.safe_load(clouds_env.clouds_yaml.read_text())
+    del clouds["clouds"]["kvm-tacc"]["object_store_endpoint_override"]
+    broken = tmp_path / "clouds.yaml"
+    broken.write_text(yaml.safe_dump(clouds))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(broken))
+    new = make_build(image_name, timestamp=1_710_000_000, formats=("raw",), variant="base")
+    run = cli("publish", new, "--sites", "KVM@TACC", "--json")
+    assert run.code == 1
+    reason = run.json()["sites"][0]["reason"]
+    assert "the object store did not store" in reason and "a Swift?" in reason, reason
+    assert reason.endswith("rolled back")
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds_env.clouds_yaml))
+    assert_intact("kvm-tacc", image_name, *published)
