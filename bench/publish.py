@@ -46,7 +46,9 @@ def make_build(root: Path, name: str, size_mb: int) -> Path:
                 "arch": "amd64", "family": "debian", "os_version": "12", "qemu_arch": "x86_64",
                 "sites": ["CHI@UC", "CHI@TACC", "KVM@TACC"], "files": files,
                 "properties": {"build-timestamp": str(stamp), "build-tag": f"bench-{stamp}",
-                               "build-image-name": name}}
+                               "build-image-name": name,
+                               "build-repo": "https://example.invalid/sage-image-builder",
+                               "build-repo-commit": "0" * 40}}
     (out / "manifest.json").write_text(json.dumps(manifest))
     return out
 
@@ -57,6 +59,7 @@ def describe_file(path: Path, fmt: str) -> dict[str, object]:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return {"path": path.name, "disk_format": fmt, "size": path.stat().st_size,
+            "virtual_size": (path.parent / f"{path.stem}.raw").stat().st_size,
             "sha512": h.hexdigest()}
 
 
@@ -131,8 +134,9 @@ def report(r: dict) -> str:
         f"{platform.machine()}, {os.cpu_count()} cores, {time.strftime('%Y-%m-%d')} (load "
         f"average {r['load']:.1f} at the start: other work shared the machine): three real "
         "local Glance sites (one gunicorn process each, file store, SQLite), random (incompressible) "
-        f"image bytes, {r['size_mb']} MB per site. Times are wall-clock for the whole "
-        "`sage-image publish` command (Python start-up, listing, plan, upload, verify, promote).",
+        f"image bytes, {r['size_mb']} MB per site, and their object store (one local Swift). "
+        "Times are wall-clock for the whole `sage-image publish` command (Python start-up, "
+        "listing, plan, record, upload, verify, promote).",
         "", "| measurement | time | throughput |", "|---|---|---|",
         f"| plain `curl -T` upload to one site | {r['curl_s']:.1f} s | {r['curl_mbps']:.0f} MB/s |",
         f"| publish to one site (KVM@TACC, raw) | {r['one_s']:.1f} s | "

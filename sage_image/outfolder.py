@@ -289,18 +289,24 @@ def read_record(path: Path, kind: type[T], *, schema: int) -> T:
                             ) from exc
     except OSError as exc:
         raise ContractError(f"{path}: cannot read: {exc.strerror}") from exc
+    return decode_record(data, kind, schema=schema, where=str(path))
+
+
+def decode_record(data: bytes, kind: type[T], *, schema: int, where: str) -> T:
+    """The same for bytes read elsewhere (a manifest kept in an object store); `where` names
+    them in errors."""
     try:
         found = msgspec.json.decode(data, type=_Schema).schema
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ContractError(f"{path}: {_problem(exc)}", hint="see docs/manifest.md") from exc
+        raise ContractError(f"{where}: {_problem(exc)}", hint="see docs/manifest.md") from exc
     if found != schema:
-        raise ContractError(f"{path}: schema {found} (this sage-image reads {schema})",
+        raise ContractError(f"{where}: schema {found} (this sage-image reads {schema})",
                             hint="written by another sage-image version: run the stage that "
                                  "writes it again")
     try:
         return msgspec.json.decode(data, type=kind)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise ContractError(f"{path}: {_problem(exc)}", hint="see docs/manifest.md") from exc
+        raise ContractError(f"{where}: {_problem(exc)}", hint="see docs/manifest.md") from exc
 
 
 class _Schema(msgspec.Struct):
@@ -341,6 +347,11 @@ def read_manifest(root: Path) -> Manifest:
     path = Path(root)
     return read_record(manifest_path(path) if path.is_dir() else path, Manifest,
                        schema=MANIFEST_SCHEMA)
+
+
+def decode_manifest(data: bytes, *, where: str) -> Manifest:
+    """A manifest.json's bytes kept elsewhere (publish's record in an object store)."""
+    return decode_record(data, Manifest, schema=MANIFEST_SCHEMA, where=where)
 
 
 def write_manifest(root: Path, manifest: Manifest) -> Path:

@@ -90,7 +90,7 @@ def manifest(name: str = "Sage-VirtualWaggle-Debian12", *, variant: str = "sage"
                        kernel_version="6.1.0-28-amd64"),
         layer=LayerInfo(only=False, from_=None, saved=None),
         layout=layout_manifest(catalog.layouts[catalog.arches[arch].layout]),
-        checks=catalog.variant_checks(variant),
+        checks=catalog.variant_checks(variant) if variant in catalog.variants else (),
         packages={"docker.io": "20.10.24+dfsg1-1", "docker-compose": "1.29.2-3"},
         package_arch={"docker.io": "amd64", "docker-compose": "all"}, python_packages={},
         phases={}, ntp=NtpEntry(servers=(), pool=True),

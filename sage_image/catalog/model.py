@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from types import MappingProxyType
@@ -172,6 +172,10 @@ class Variant:
     cuda: Cuda | None = None
     python: PythonEnv | None = None
     image_extra_mb: int | None = None  # the builder's default when unset
+    # Glance metadata of its published images (publish/metadata.py): the scs-0102-v2 purpose
+    # and the memory (MiB) it boots and passes its boot test with.
+    os_purpose: str = "custom"
+    min_ram: int = 2048
 
 
 @dataclass(frozen=True)
@@ -252,6 +256,46 @@ def parse_duration(text: str) -> int:
     return int(match.group(1)) * DURATION_DAYS[match.group(2)]
 
 
+# Image metadata (SCS scs-0102-v2, SovereignCloudStack/standards; Glance's "useful image
+# properties"): the values the standard allows. `oldgeneric` is not a variant's purpose: publish
+# gives it to a replaced `generic` image.
+OS_PURPOSES = ("generic", "minimal", "k8snode", "gpu", "network", "custom")
+REPLACE_FREQUENCIES = ("yearly", "quarterly", "monthly", "weekly", "daily", "critical_bug", "never")
+DISK_BUSES = ("virtio", "scsi")
+RNG_MODELS = ("virtio",)
+HYPERVISOR_TYPES = ("qemu", "kvm", "xen", "hyper-v", "esxi")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+UUID_VALIDITY_RE = re.compile(r"^(none|notice|forever|last-[1-9]\d*|\d{4}-\d{2}-\d{2})$")
+# `publish.metadata.image_source` / `image_description` fields: build-repo, build-repo-commit,
+# build-tag, the image's name, variant, release and arch.
+METADATA_FIELDS = ("repo", "commit", "tag", "name", "variant", "release", "arch")
+# Properties publish sets itself (publish/metadata.py): `publish.properties` may not name them.
+MANAGED_PROPERTIES = (
+    "architecture", "hw_architecture", "os_distro", "os_version", "os_purpose", "os_admin_user",
+    "hw_disk_bus", "hw_rng_model", "hw_firmware_type", "hypervisor_type", "image_build_date",
+    "image_source", "image_description", "image_original_user", "replace_frequency",
+    "provided_until", "uuid_validity", "hotfix_hours", "min_disk", "min_ram", "os_hidden")
+SWIFT_CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ImageMetadataPolicy:
+    """`publish.metadata`: what every published image promises its users (scs-0102-v2)."""
+
+    image_source: str = "{repo}/tree/{commit}"
+    image_description: str = "{repo}/blob/{commit}/README.md"
+    image_original_user: str = "cc"
+    replace_frequency: str = "monthly"
+    provided_until: str = "notice"
+    uuid_validity: str = "last-2"
+    hotfix_hours: int | None = 0
+    hw_disk_bus: str = "virtio"
+    hw_rng_model: str | None = "virtio"
+    # site kind -> properties only that kind's images get (hypervisor_type on KVM sites)
+    site_kinds: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: MappingProxyType({}))
+
+
 @dataclass(frozen=True)
 class Publish:
     """`sage-image publish` / `prune`: naming, visibility and lifecycle of published images."""
@@ -262,6 +306,9 @@ class Publish:
     hide_after_days: int = 365
     delete_after_days: int = 548
     keep: int = 2
+    metadata: ImageMetadataPolicy = field(default_factory=ImageMetadataPolicy)
+    # the Swift container at each site that keeps each build's manifest, SBOM and package list
+    container: str = "sage-images"
 
 
 @dataclass(frozen=True)
@@ -488,7 +535,7 @@ class _Parser:
             sites=MappingProxyType(sites), sources=MappingProxyType(sources),
             layouts=MappingProxyType(layouts),
             kubernetes=self.kubernetes(top["kubernetes"]) if "kubernetes" in top else None,
-            publish=self.publish(top["publish"]) if "publish" in top else Publish(),
+            publish=self.publish(top["publish"], kinds) if "publish" in top else Publish(),
             ci=self.ci(top["ci"], sites, arches) if "ci" in top else None,
         )
 
@@ -614,7 +661,8 @@ class _Parser:
                 elements: frozenset[str], checks: tuple[str, ...] | None,
                 releases: Mapping[str, Release]) -> Variant:
         w = ("variants", name)
-        v = self.mapping(raw, w, required=("description", "elements", "name", "checks"),
+        v = self.mapping(raw, w, required=("description", "elements", "name", "checks",
+                                           "os_purpose", "min_ram"),
                          optional=("parent", "sources", "min_free_gb", "arches", "cuda", "python",
                                    "image_extra_mb"))
         template = self.string(v["name"], w + ("name",))
@@ -638,7 +686,15 @@ class _Parser:
             python=self.python(v["python"], w + ("python",)) if "python" in v else None,
             image_extra_mb=(self.whole(v["image_extra_mb"], w + ("image_extra_mb",))
                             if "image_extra_mb" in v else None),
+            os_purpose=self.choice(v["os_purpose"], w + ("os_purpose",), OS_PURPOSES, "os_purpose"),
+            min_ram=self.min_ram(v["min_ram"], w + ("min_ram",)),
         )
+
+    def min_ram(self, value: Any, where: tuple[Any, ...]) -> int:
+        # scs-0102's conformance test warns below 64 MiB; no image of ours boots with that little
+        if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= 1 << 20:
+            raise self.fail(where, f"expected MiB as a whole number from 64 to 1048576, got {value!r}")
+        return value
 
     def python(self, raw: Any, w: tuple[Any, ...]) -> PythonEnv:
         p = self.mapping(raw, w, required=("venv", "index_url", "requirements", "locks"))
@@ -776,9 +832,10 @@ class _Parser:
         return text
 
 
-    def publish(self, raw: Any) -> Publish:
+    def publish(self, raw: Any, kinds: Mapping[str, SiteKind]) -> Publish:
         w = ("publish",)
-        p = self.mapping(raw, w, optional=("backdate", "visibility", "properties", "prune"))
+        p = self.mapping(raw, w, optional=("backdate", "visibility", "properties", "prune",
+                                           "metadata", "container"))
         backdate = self.string(p.get("backdate", Publish.backdate), w + ("backdate",))
         try:
             backdate.format(**{f: "x" for f in BACKDATE_FIELDS})
@@ -793,16 +850,86 @@ class _Parser:
         keep = prune.get("keep", Publish.keep)
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
             raise self.fail(w + ("prune", "keep"), f"expected a whole number >= 0, got {keep!r}")
+        properties = self.env(p.get("properties"), w + ("properties",))
+        for key in properties:
+            if key in MANAGED_PROPERTIES:
+                raise self.fail(w + ("properties", key), f"'{key}' is set by publish itself "
+                                "(publish.metadata, variants.*.os_purpose/min_ram); remove it here")
+        container = self.string(p.get("container", Publish.container), w + ("container",))
+        if not SWIFT_CONTAINER_RE.match(container):
+            raise self.fail(w + ("container",), f"expected a Swift container name (letters, "
+                                                f"digits, '.', '_', '-'), got {container!r}")
         return Publish(
             backdate=backdate,
             visibility=self.choice(p.get("visibility", "public"), w + ("visibility",),
                                    VISIBILITIES, "visibility"),
-            properties=self.env(p.get("properties"), w + ("properties",)),
+            properties=properties,
             hide_after_days=self.duration(prune.get("hide_after", "12mo"),
                                           w + ("prune", "hide_after")),
             delete_after_days=self.duration(prune.get("delete_after", "18mo"),
                                             w + ("prune", "delete_after")),
-            keep=keep)
+            keep=keep,
+            metadata=(self.metadata(p["metadata"], w + ("metadata",), kinds, keep=keep)
+                      if "metadata" in p else ImageMetadataPolicy()),
+            container=container)
+
+    def metadata(self, raw: Any, w: tuple[Any, ...], kinds: Mapping[str, SiteKind], *,
+                 keep: int) -> ImageMetadataPolicy:
+        m = self.mapping(raw, w, optional=tuple(f.name for f in fields(ImageMetadataPolicy)))
+
+        def get(key: str) -> Any:  # the setting, or the default of an absent one
+            return m.get(key, getattr(ImageMetadataPolicy, key))
+        for key in ("image_source", "image_description"):
+            self.template(get(key), w + (key,), METADATA_FIELDS)
+        provided = self.string(get("provided_until"), w + ("provided_until",))
+        if provided not in ("none", "notice") and not DATE_RE.match(provided):
+            raise self.fail(w + ("provided_until",),
+                            f"expected YYYY-MM-DD, none or notice, got {provided!r}")
+        validity = self.string(get("uuid_validity"), w + ("uuid_validity",))
+        if not UUID_VALIDITY_RE.match(validity):
+            raise self.fail(w + ("uuid_validity",), "expected none, notice, forever, last-N or "
+                                                    f"YYYY-MM-DD, got {validity!r}")
+        if validity.startswith("last-") and int(validity[5:]) > keep:
+            raise self.fail(w + ("uuid_validity",),
+                            f"{validity} promises more replaced versions than prune keeps "
+                            f"(publish.prune.keep: {keep})")
+        hotfix = get("hotfix_hours")
+        rng = get("hw_rng_model")
+        per_kind = self.mapping(m.get("site_kinds") or {}, w + ("site_kinds",),
+                                optional=tuple(kinds))
+        return ImageMetadataPolicy(
+            image_source=get("image_source"), image_description=get("image_description"),
+            image_original_user=self.string(get("image_original_user"),
+                                            w + ("image_original_user",)),
+            replace_frequency=self.choice(get("replace_frequency"), w + ("replace_frequency",),
+                                          REPLACE_FREQUENCIES, "replace_frequency"),
+            provided_until=provided, uuid_validity=validity,
+            hotfix_hours=None if hotfix is None else self.whole(hotfix, w + ("hotfix_hours",)),
+            hw_disk_bus=self.choice(get("hw_disk_bus"), w + ("hw_disk_bus",), DISK_BUSES,
+                                    "hw_disk_bus"),
+            hw_rng_model=(None if rng is None else
+                          self.choice(rng, w + ("hw_rng_model",), RNG_MODELS, "hw_rng_model")),
+            site_kinds=MappingProxyType({k: self.kind_properties(v, w + ("site_kinds", k))
+                                         for k, v in per_kind.items()}))
+
+    def kind_properties(self, raw: Any, w: tuple[Any, ...]) -> Mapping[str, str]:
+        props = self.env(raw, w)
+        for key, value in props.items():
+            if key == "hypervisor_type":
+                self.choice(value, w + (key,), HYPERVISOR_TYPES, "hypervisor_type")
+            elif key in MANAGED_PROPERTIES:
+                raise self.fail(w + (key,), f"'{key}' is the same at every site: set it in "
+                                            "publish.metadata, not per site kind")
+        return props
+
+    def template(self, value: Any, where: tuple[Any, ...], names: tuple[str, ...]) -> str:
+        text = self.string(value, where)
+        try:
+            text.format(**{f: "x" for f in names})
+        except (KeyError, IndexError, ValueError) as exc:
+            raise self.fail(where, f"bad template {text!r}: unknown field {exc}"
+                                   f" (fields: {', '.join(names)})") from exc
+        return text
 
     def ci(self, raw: Any, sites: dict[str, Site], arches: Mapping[str, Arch]) -> CI:
         w = ("ci",)

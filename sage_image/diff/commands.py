@@ -9,7 +9,7 @@ from typing import Any
 from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console
 from ..errors import UsageError
-from .diff import SECTIONS, ManifestDiff, diff_manifests, load_snapshot
+from .diff import SECTIONS, ManifestDiff, diff_manifests, load_manifest
 
 EXAMPLE = "sage-image diff out/release/bookworm-base-amd64 out/release/bookworm-sage-amd64"
 
@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Compare two build output folders (or manifest.json files): packages and "
                     "Python packages added, removed, upgraded or downgraded, sources re-pinned, "
                     "variant, elements, kernel, checks and size. With --site, compare OUT with "
-                    "the production image at that site, from what publish recorded there. "
+                    "the production image at that site, from the record publish keeps in "
+                    "the site's object store. "
                     "Exit 0 (also when they differ) unless --exit-code.",
         example=f"{EXAMPLE}\n  sage-image diff out/bookworm-sage --site CHI@UC --json")
     p.add_argument("old", type=Path, metavar="A", help="build output folder or manifest.json")
@@ -39,15 +40,21 @@ def cmd_diff(args: argparse.Namespace, console: Console) -> int:
         raise UsageError("give two builds (A B) or one build and --site SITE",
                          hint=f"e.g. {EXAMPLE}")
     if args.site:
-        from ..catalog import load_catalog
-        from ..publish.production import production_summary
+        import hashlib
 
-        new, new_file = load_snapshot(args.old)
-        old, label = production_summary(load_catalog(args.catalog), args.site, new.name)
+        from ..catalog import load_catalog
+        from ..publish.production import production_manifest
+
+        new, new_file = load_manifest(args.old)
+        sha256 = hashlib.sha256(new_file.read_bytes()).hexdigest()
+        old, label, note = production_manifest(load_catalog(args.catalog), args.site,
+                                               new.name, local=(new, sha256))
+        if note:
+            console.warn(note)
         result = diff_manifests(old, new, old_label=label, new_label=str(new_file))
     else:
-        old, old_file = load_snapshot(args.old)
-        new, new_file = load_snapshot(args.new)
+        old, old_file = load_manifest(args.old)
+        new, new_file = load_manifest(args.new)
         result = diff_manifests(old, new, old_label=str(old_file), new_label=str(new_file))
     show_diff(console, result)
     return 1 if args.exit_code and result.differs else 0

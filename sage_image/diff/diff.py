@@ -1,8 +1,7 @@
-"""What changed between two builds: a pure function of two snapshots (docs/manifest.md).
+"""What changed between two builds: a pure function of two manifests (docs/manifest.md).
 
-A `Snapshot` is the part of a manifest a diff compares. It is made from a build's manifest, or
-read from the summary publish stored on a Glance image (publish/record.py), which holds exactly
-a snapshot: so both sides are the same type, and a missing field is an error, not a guess.
+Either side may be a manifest read back from a site's object store, where publish keeps each
+build's record (publish/record.py): both sides are the contract's typed `Manifest`.
 
 Debian versions are ordered with python-debian's `version_compare` (dpkg's algorithm in pure
 Python: epochs, `~`, revisions) - not string order, where 1.10 < 1.9. It needs neither the
@@ -18,12 +17,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from debian.debian_support import version_compare
 from packaging.version import InvalidVersion, Version
 
 from ..errors import UsageError
-from ..outfolder import MANIFEST, ImageIdentity, Manifest, manifest_path, read_manifest
+from ..outfolder import (
+    MANIFEST,
+    ImageIdentity,
+    Manifest,
+    SourceEntry,
+    manifest_path,
+    read_manifest,
+)
 
 # Sections, in the order the table shows them.
 SECTIONS = ("image", "element", "check", "size", "source", "package", "python")
@@ -32,41 +37,8 @@ SECTIONS = ("image", "element", "check", "size", "source", "package", "python")
 FIELDS = (*ImageIdentity.__struct_fields__, "kernel", "builder_version", "dib_version")
 
 
-class SourcePin(msgspec.Struct, frozen=True, kw_only=True):
-    url: str
-    commit: str
-    stand_in: bool
-
-
-class FileSize(msgspec.Struct, frozen=True, kw_only=True):
-    size: int
-
-
-class Snapshot(ImageIdentity, kw_only=True, forbid_unknown_fields=False):
-    """What a diff compares of a build (and what publish records on its image)."""
-
-    kernel: str | None = None  # the image's vmlinuz version (a summary omits an unknown one)
-    builder_version: str
-    dib_version: str
-    created: str
-    elements: tuple[str, ...]
-    checks: tuple[str, ...]
-    sources: dict[str, SourcePin]
-    stand_ins: tuple[str, ...]
-    packages: dict[str, str]
-    python_packages: dict[str, str]
-    files: dict[str, FileSize]
-
-    @classmethod
-    def of(cls, m: Manifest) -> Snapshot:
-        return cls(**msgspec.structs.asdict(m.identity), kernel=m.boot.kernel_version,
-                   builder_version=m.builder_version, dib_version=m.dib_version,
-                   created=m.created, elements=m.elements, checks=m.checks,
-                   sources={n: SourcePin(url=s.url, commit=s.commit, stand_in=s.stand_in)
-                            for n, s in m.sources.items()},
-                   stand_ins=m.stand_ins, packages=m.packages,
-                   python_packages=m.python_packages,
-                   files={fmt: FileSize(size=f.size) for fmt, f in m.files.items()})
+def _value(m: Manifest, field: str) -> str | None:
+    return m.boot.kernel_version if field == "kernel" else getattr(m, field)
 
 
 @dataclass(frozen=True)
@@ -124,7 +96,7 @@ def _plain(change: Change) -> dict[str, Any]:
     return {k: v for k, v in asdict(change).items() if k != "section"}
 
 
-def diff_manifests(old: Snapshot, new: Snapshot, *, old_label: str = "A",
+def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "A",
                    new_label: str = "B") -> ManifestDiff:
     changes = [*_fields(old, new), *_sets("element", old.elements, new.elements),
                *_sets("check", old.checks, new.checks), *_sizes(old, new),
@@ -134,10 +106,10 @@ def diff_manifests(old: Snapshot, new: Snapshot, *, old_label: str = "A",
     return ManifestDiff(old=old_label, new=new_label, changes=tuple(changes))
 
 
-def _fields(old: Snapshot, new: Snapshot) -> list[Change]:
+def _fields(old: Manifest, new: Manifest) -> list[Change]:
     out = []
     for field in FIELDS:
-        a, b = getattr(old, field), getattr(new, field)
+        a, b = _value(old, field), _value(new, field)
         if a != b and not (a is None or b is None):
             out.append(Change("image", field, "changed", str(a), str(b)))
     return out
@@ -148,7 +120,7 @@ def _sets(section: str, a: tuple[str, ...], b: tuple[str, ...]) -> list[Change]:
             + [Change(section, x, "removed", x, None) for x in a if x not in b])
 
 
-def _sizes(old: Snapshot, new: Snapshot) -> list[Change]:
+def _sizes(old: Manifest, new: Manifest) -> list[Change]:
     a = {fmt: f.size for fmt, f in old.files.items()}
     b = {fmt: f.size for fmt, f in new.files.items()}
     out = []
@@ -163,7 +135,7 @@ def _sizes(old: Snapshot, new: Snapshot) -> list[Change]:
     return out
 
 
-def _sources(old: Mapping[str, SourcePin], new: Mapping[str, SourcePin]) -> list[Change]:
+def _sources(old: Mapping[str, SourceEntry], new: Mapping[str, SourceEntry]) -> list[Change]:
     out = []
     for name in sorted(set(old) | set(new)):
         a, b = old.get(name), new.get(name)
@@ -176,12 +148,12 @@ def _sources(old: Mapping[str, SourcePin], new: Mapping[str, SourcePin]) -> list
     return out
 
 
-def _pin(source: SourcePin) -> str:
+def _pin(source: SourceEntry) -> str:
     stand_in = " (stand-in)" if source.stand_in else ""
     return f"{source.commit}{stand_in} {source.url}".strip()
 
 
-def _source_change(name: str, a: SourcePin, b: SourcePin) -> list[Change]:
+def _source_change(name: str, a: SourceEntry, b: SourceEntry) -> list[Change]:
     out = []
     if a.commit != b.commit:
         out.append(Change("source", name, "re-pinned", a.commit, b.commit))
@@ -224,11 +196,11 @@ def _versions(section: str, old: Mapping[str, str], new: Mapping[str, str],
 
 
 # -- reading a side ------------------------------------------------------------------------------
-def load_snapshot(path: Path) -> tuple[Snapshot, Path]:
-    """A build output folder or a manifest.json -> (its snapshot, the manifest file)."""
+def load_manifest(path: Path) -> tuple[Manifest, Path]:
+    """A build output folder or a manifest.json -> (its manifest, the file)."""
     file = manifest_path(path) if path.is_dir() else path
     if not file.exists():
         what = f"no {MANIFEST} in" if path.is_dir() else "not found:"
         raise UsageError(f"{what} {path}",
                          hint=f"give a folder 'sage-image build' wrote, or its {MANIFEST}")
-    return Snapshot.of(read_manifest(file)), file
+    return read_manifest(file), file

@@ -10,8 +10,8 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,14 @@ from .servers import (
     wait_ready,
     write_glance_config,
 )
+from .swift import ProxySpec, reseller_prefix, start_swift
 
 STATE_FILE = "localcloud.json"
 CLOUDS_FILE = "clouds.yaml"
 # The sites the README demo publishes to: the clouds.yaml names the shipped catalog uses.
 DEMO_CLOUDS = ("chi-uc", "chi-tacc", "kvm-tacc")
 PUBLISHER = "sage-publisher"
+SWIFT_PROXY = "swift-proxy"
 
 
 @dataclass(frozen=True)
@@ -57,8 +59,9 @@ class LocalCloud:
     def clouds_yaml(self) -> Path:
         return self.root / CLOUDS_FILE
 
-    def url(self, cloud: str) -> str:
-        return next(s.url for s in self.servers if s.name == cloud)
+    def url(self, name: str) -> str:
+        """The URL of the server called `name`: a site's cloud name is its Glance."""
+        return next(s.url for s in self.servers if s.name == name)
 
     def server(self, cloud: str) -> Server:
         return next(s for s in self.servers if s.name == cloud)
@@ -68,35 +71,47 @@ class LocalCloud:
 
 
 def start_cloud(root: Path, sites: Sequence[SiteSpec]) -> LocalCloud:
-    """Start every site (and one Keystone if a site needs it); on any failure stop what started."""
-    _check_installed(("glance", "gunicorn") + (("keystone",) if any(s.keystone for s in sites)
-                                                else ()))
+    """Start every site, their object store (Swift) and one Keystone if a site needs it, all at
+    once; on any failure stop everything that started."""
+    needs_keystone = any(s.keystone for s in sites)
+    _check_installed(("glance", "gunicorn", "swift") + (("keystone",) if needs_keystone else ()))
     root = root.resolve()
     make_folder(root, option="--dir")
     if (root / STATE_FILE).exists():
         raise LocalCloudError(f"{root} already has running local sites",
                               hint=f"run 'sage-image localcloud down --dir {root}' first")
     cloud = LocalCloud(root=root)
-    keystone = None
+    keystone = (KeystoneAuth(url=f"http://127.0.0.1:{free_port()}", username="admin",
+                             password=secrets.token_urlsafe(18)) if needs_keystone else None)
     try:
-        if any(s.keystone for s in sites):
-            keystone = KeystoneAuth(url=f"http://127.0.0.1:{free_port()}", username="admin",
-                                    password=secrets.token_urlsafe(18))
-            # Keystone's set-up takes ~10 s; the Glance sites start meanwhile.
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                pending = pool.submit(_start_keystone, cloud, keystone)
-                try:
-                    _start_glance_sites(cloud, sites, keystone)
-                finally:
-                    pending.result()
+        # Keystone's set-up takes ~10 s, Swift's ~3 s: the Glance sites start meanwhile.
+        steps = [lambda: _start_swift(cloud, sites, keystone),
+                 lambda: _start_glance_sites(cloud, sites, keystone)]
+        if keystone is not None:
+            steps.append(lambda: _start_keystone(cloud, keystone))
+        _run_together(steps)
+        _plain_clouds(cloud, sites)
+        if keystone is not None:
             _register_keystone_sites(cloud, sites, keystone)
-        else:
-            _start_glance_sites(cloud, sites, None)
         _write_files(cloud)
     except BaseException:
         stop_servers(root, cloud.servers)
         raise
     return cloud
+
+
+def _run_together(steps: Sequence[Callable[[], None]]) -> None:
+    """Run the steps in parallel; once every one has ended (also on Ctrl-C: what a step is
+    starting must be in cloud.servers before they are stopped), raise the first failure."""
+    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+        futures = [pool.submit(step) for step in steps]
+        try:
+            wait(futures)
+        except KeyboardInterrupt:
+            wait(futures)
+            raise
+    for future in futures:
+        future.result()
 
 
 def _check_installed(modules: Sequence[str]) -> None:
@@ -106,6 +121,18 @@ def _check_installed(modules: Sequence[str]) -> None:
     if missing:
         raise UsageError(f"local sites need {', '.join(missing)}, which are not installed",
                          hint="scripts/setup --test (or: pip install -e '.[test]')")
+
+
+def _start_swift(cloud: LocalCloud, sites: Sequence[SiteSpec],
+                 keystone: KeystoneAuth | None) -> None:
+    proxies = [ProxySpec(SWIFT_PROXY)] if any(not s.keystone for s in sites) else []
+    proxies += [ProxySpec(f"{SWIFT_PROXY}-{s.cloud}", keystone, reseller_prefix(s.cloud))
+                for s in sites if s.keystone]
+    start_swift(cloud.root / "swift", proxies, cloud.servers)
+    deadline = time.monotonic() + READY_TIMEOUT
+    swifts = [s for s in cloud.servers if s.kind == "swift"]
+    with ThreadPoolExecutor(max_workers=len(swifts)) as pool:
+        list(pool.map(lambda s: wait_ready(s, deadline=deadline), swifts))
 
 
 def _start_keystone(cloud: LocalCloud, keystone: KeystoneAuth) -> None:
@@ -133,12 +160,16 @@ def _start_glance_sites(cloud: LocalCloud, sites: Sequence[SiteSpec],
     glances = [s for s in cloud.servers if s.kind == "glance"]
     with ThreadPoolExecutor(max_workers=len(glances) or 1) as pool:
         list(pool.map(lambda s: wait_ready(s, deadline=deadline), glances))
-    for spec in sites:
-        if not spec.keystone:
-            url = cloud.url(spec.cloud)
-            # auth_type none needs the endpoint twice: for the session and for the image proxy.
-            cloud.clouds[spec.cloud] = {"auth_type": "none", "auth": {"endpoint": url},
-                                        "image_endpoint_override": url}
+
+
+def _plain_clouds(cloud: LocalCloud, sites: Sequence[SiteSpec]) -> None:
+    for spec in (s for s in sites if not s.keystone):
+        url = cloud.url(spec.cloud)
+        # auth_type none needs the endpoint twice: for the session and for the image proxy;
+        # the site's object store is its own account in the shared Swift.
+        cloud.clouds[spec.cloud] = {
+            "auth_type": "none", "auth": {"endpoint": url}, "image_endpoint_override": url,
+            "object_store_endpoint_override": f"{cloud.url(SWIFT_PROXY)}/v1/AUTH_{spec.cloud}"}
 
 
 def _register_keystone_sites(cloud: LocalCloud, sites: Sequence[SiteSpec],
@@ -159,12 +190,16 @@ def _register_keystone_sites(cloud: LocalCloud, sites: Sequence[SiteSpec],
     # always makes "member", so a missing role is an error, raised as ResourceNotFound)
     member = admin.identity.find_role("member", ignore_missing=False)
     admin.identity.assign_project_role_to_user(project, user, member)
-    service = admin.identity.create_service(name="glance", type="image")
+    image = admin.identity.create_service(name="glance", type="image")
+    swift = admin.identity.create_service(name="swift", type="object-store")
     for spec in (s for s in sites if s.keystone):
         admin.identity.create_region(id=spec.cloud)
-        for interface in ("public", "internal", "admin"):
-            admin.identity.create_endpoint(service_id=service.id, interface=interface,
-                                           url=cloud.url(spec.cloud), region_id=spec.cloud)
+        store = (f"{cloud.url(f'{SWIFT_PROXY}-{spec.cloud}')}/v1/"
+                 f"{reseller_prefix(spec.cloud)}%(project_id)s")
+        for service, url in ((image, cloud.url(spec.cloud)), (swift, store)):
+            for interface in ("public", "internal", "admin"):
+                admin.identity.create_endpoint(service_id=service.id, interface=interface,
+                                               url=url, region_id=spec.cloud)
     auth = {"auth_url": f"{keystone.url}/v3", "username": PUBLISHER, "password": password,
             "project_name": "sage", "user_domain_name": "Default",
             "project_domain_name": "Default"}
@@ -200,7 +235,8 @@ def load_cloud(root: Path) -> LocalCloud:
 
 
 def stop_servers(root: Path, servers: Sequence[Server]) -> None:
-    """Stop Glance sites first (they talk to Keystone), all in parallel, then forget the state."""
+    """Stop Glance and Swift first (they talk to Keystone), all in parallel, then forget the
+    state."""
     glances = [s for s in servers if s.kind != "keystone"]
     for group in (glances, [s for s in servers if s.kind == "keystone"]):
         if group:

@@ -37,7 +37,8 @@ def cmd_up(args: argparse.Namespace, console: Console) -> int:
     plain = args.cloud or ([] if args.keystone_cloud else list(DEMO_CLOUDS))
     specs = [SiteSpec(c) for c in plain] + [SiteSpec(c, keystone=True) for c in args.keystone_cloud]
     make_folder(args.dir, option="--dir")  # a bad --dir is refused before anything starts
-    console.info(f"starting {len(specs)} local Glance site(s) in {args.dir} ...")
+    console.info(f"starting {len(specs)} local Glance site(s) and their object store (Swift) "
+                 f"in {args.dir} ...")
     cloud = start_cloud(args.dir, specs)
     if console.json_mode:
         console.json({"clouds_yaml": str(cloud.clouds_yaml),

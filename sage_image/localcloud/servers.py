@@ -35,10 +35,15 @@ class Server:
     """A running server process; `pid` leads its own process group."""
 
     name: str
-    kind: str  # "glance" or "keystone"
+    kind: str  # "glance", "keystone" or "swift"
     url: str
     pid: int
     root: Path
+
+    @property
+    def ready_url(self) -> str:
+        """Answers 200 (Swift's healthcheck) or 300 (the version documents) once it serves."""
+        return self.url + ("/healthcheck" if self.kind == "swift" else "/")
 
 
 def free_port() -> int:
@@ -55,13 +60,13 @@ def gunicorn_argv(app: str, port: int) -> list[str]:
             "--timeout", "600", "--graceful-timeout", "5", "--no-control-socket", app]
 
 
-def start_process(*, name: str, kind: str, root: Path, app: str, port: int,
+def start_process(*, name: str, kind: str, root: Path, argv: list[str], port: int,
                   env: dict[str, str]) -> Server:
     log = (root / "server.log").open("ab")
     try:
         # Not runner.py: long-lived servers, stopped by `localcloud down`. Own session: Ctrl-C
         # at the terminal of `localcloud up` must not stop the sites later.
-        proc = subprocess.Popen(gunicorn_argv(app, port), cwd=root, env={**os.environ, **env},
+        proc = subprocess.Popen(argv, cwd=root, env={**os.environ, **env},
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     finally:
@@ -79,7 +84,7 @@ def _answers(server: Server) -> bool:
     if not pid_alive(server.pid):
         _not_started(server)
     try:
-        with urllib.request.urlopen(server.url + "/", timeout=2):
+        with urllib.request.urlopen(server.ready_url, timeout=2):
             return True
     except urllib.error.HTTPError as exc:
         return exc.code in (200, 300)  # both servers answer / with "multiple choices"
@@ -127,11 +132,17 @@ def stop_process(pid: int, *, root: Path) -> None:
 
 
 def _runs_from(pid: int, root: Path) -> bool:
-    # A pid from a stale state file may belong to another process by now: never signal that.
+    """Whether `pid` is the server started from `root`: it runs there, or (Swift's servers
+    chdir to / as they start) its command line names its config file there. A pid from a stale
+    state file may belong to another process by now: never signal that."""
+    folder = str(root.resolve())
     try:
-        return os.readlink(f"/proc/{pid}/cwd") == str(root.resolve())
+        if os.readlink(f"/proc/{pid}/cwd") == folder:
+            return True
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
+    return any(arg.decode(errors="replace").startswith(folder + "/") for arg in argv)
 
 
 # -- Glance ---------------------------------------------------------------------------------
@@ -237,8 +248,9 @@ def start_glance(name: str, root: Path, *, keystone: KeystoneAuth | None = None,
     root.mkdir(parents=True, exist_ok=True)
     write_glance_config(root, keystone=keystone)
     sync_glance_db(root, template=db_template)
-    return start_process(name=name, kind="glance", root=root, port=free_port(),
-                         app="sage_image.localcloud.glance_app:application",
+    port = free_port()
+    return start_process(name=name, kind="glance", root=root, port=port,
+                         argv=gunicorn_argv("sage_image.localcloud.glance_app:application", port),
                          env={"OS_GLANCE_CONFIG_DIR": str(root)})
 
 
@@ -283,5 +295,6 @@ def start_keystone(root: Path, *, port: int, admin_password: str) -> Server:
          "--bootstrap-region-id", "RegionOne"],
         env={**os.environ, "OS_BOOTSTRAP_PASSWORD": admin_password}, timeout=120)
     return start_process(name="keystone", kind="keystone", root=root, port=port,
-                         app="sage_image.localcloud.keystone_app:application",
+                         argv=gunicorn_argv("sage_image.localcloud.keystone_app:application",
+                                            port),
                          env={"OS_KEYSTONE_CONFIG_DIR": str(root)})

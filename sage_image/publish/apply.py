@@ -1,8 +1,11 @@
-"""Carry out one site's plan: upload, verify, backdate, promote - or roll the site back.
+"""Carry out one site's plan: record, upload, verify, backdate, point, promote - or roll the
+site back.
 
 Guarantee: the production name only ever moves to an image that is active and whose
-os_hash_value matched the manifest. If anything fails (or the user interrupts), the old image gets
-its name back and the temporary image is deleted before this returns.
+os_hash_value matched the manifest, and whose record is in the site's object store. If anything
+fails (or the user interrupts), before this returns the old image gets its name, visibility and
+purpose back, `current/<name>` what it said before, and the temporary image and the record
+objects this run created are deleted.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from ..errors import PublishError
 from . import site as glance
+from . import store
 from .plan import PROP_BACKDATED_AT, PROP_SUPERSEDED_BY, Action, SitePlan
 from .site import Cancelled, SiteImage
 
@@ -55,8 +59,11 @@ class SiteResult:
 class _Progress:
     """What has been changed at the site so far: exactly what a rollback must undo."""
 
+    recorded: list[str] = field(default_factory=list)  # record objects this run created
     temp: SiteImage | None = None
     backdated: SiteImage | None = None
+    pointer_before: bytes | None = None  # what current/<name> held before this run
+    pointer_set: bool = False
     promoted: bool = False
     upload_seconds: float = 0.0
 
@@ -89,13 +96,18 @@ def apply_plan(conn: Connection, plan: SitePlan, *, report: Reporter,
 
 def _publish_steps(conn: Connection, plan: SitePlan, done: _Progress, report: Reporter,
                    cancel: threading.Event) -> SiteImage:
-    assert plan.file is not None
+    assert plan.file is not None and plan.record is not None
     for stale in plan.stale:
         report("deleting leftover upload", 0)
         glance.delete_image(conn, stale.id)
+    # The record first: it is small, and a site whose object store fails is refused before
+    # gigabytes are uploaded.
+    report("recording", 0)
+    _write_record(conn, plan, done)
     report("creating", 0)
     done.temp = glance.create_image(conn, name=plan.temp_name,
-                                    disk_format=plan.file.disk_format, properties=plan.properties)
+                                    disk_format=plan.file.disk_format, properties=plan.properties,
+                                    min_disk=plan.min_disk, min_ram=plan.min_ram)
     sent = 0
 
     def on_bytes(n: int) -> None:
@@ -111,18 +123,33 @@ def _publish_steps(conn: Connection, plan: SitePlan, done: _Progress, report: Re
     new = glance.wait_active(conn, done.temp.id)
     _verify(plan, new)
     _check_cancel(cancel)
-    if plan.current is not None:
+    if plan.current is not None and plan.retire is not None:
         report("backdating", sent)
+        # scs-0102-v2: an old version is renamed and hidden; a kept `generic` is `oldgeneric`
         done.backdated = glance.patch_image(
-            conn, plan.current, name=plan.backdate_name,
-            set_props={PROP_SUPERSEDED_BY: new.id,
+            conn, plan.current, name=plan.backdate_name, hidden=True,
+            set_props={**plan.retire.set_props, PROP_SUPERSEDED_BY: new.id,
                        PROP_BACKDATED_AT: datetime.now(timezone.utc).isoformat(timespec="seconds")})
     _check_cancel(cancel)
     _check_name_free(conn, plan)
+    report("pointing current", sent)
+    record = plan.record
+    done.pointer_before = store.read(conn, record.container, record.pointer)
+    store.put(conn, record.container, record.pointer, f"{record.version}\n".encode(),
+              site=plan.site)
+    done.pointer_set = True
     report("promoting", sent)
     new = glance.patch_image(conn, new, name=plan.production_name, visibility=plan.visibility)
     done.promoted = True
     return new
+
+
+def _write_record(conn: Connection, plan: SitePlan, done: _Progress) -> None:
+    assert plan.record is not None
+    store.ensure_container(conn, plan.record.container)
+    for name, data in plan.record.objects.items():
+        if store.put_new(conn, plan.record.container, name, data, site=plan.site):
+            done.recorded.append(name)
 
 
 def _verify(plan: SitePlan, image: SiteImage) -> None:
@@ -151,22 +178,43 @@ def _check_name_free(conn: Connection, plan: SitePlan) -> None:
 
 
 def _rollback(conn: Connection, plan: SitePlan, done: _Progress) -> list[str]:
-    """Undo in reverse order; the old image gets its name back first (users see it again
-    sooner). Every step is tried even if an earlier one fails."""
+    """Undo in reverse order: the pointer, then the old image gets its name back (users see it
+    again sooner), the new image and the record objects this run created go. Every step is
+    tried even if an earlier one fails."""
     problems: list[str] = []
     if done.promoted:
         return problems
-    if done.backdated is not None:
+    record, retire = plan.record, plan.retire
+    assert record is not None  # a PUBLISH plan has one
+
+    def attempt(what: str, step: Callable[[], object]) -> None:
         try:
-            glance.patch_image(conn, done.backdated, name=plan.production_name,
-                               remove_props=(PROP_SUPERSEDED_BY, PROP_BACKDATED_AT))
+            step()
         except Exception as exc:
-            problems.append(f"could not rename {done.backdated.id} back: {_reason(exc)}")
-    if done.temp is not None:
-        try:
-            glance.delete_image(conn, done.temp.id)
-        except Exception as exc:
-            problems.append(f"could not delete {done.temp.id}: {_reason(exc)}")
+            problems.append(f"could not {what}: {_reason(exc)}")
+
+    def restore_pointer() -> None:
+        if done.pointer_before is None:
+            store.delete(conn, record.container, record.pointer)
+        else:
+            store.put(conn, record.container, record.pointer, done.pointer_before,
+                      site=plan.site)
+
+    if done.pointer_set:
+        attempt(f"restore {record.container}/{record.pointer}", restore_pointer)
+    backdated = done.backdated
+    if backdated is not None and retire is not None:
+        attempt(f"rename {backdated.id} back", lambda: glance.patch_image(
+            conn, backdated, name=plan.production_name, hidden=retire.was_hidden,
+            set_props=retire.restore_props, remove_props=(PROP_SUPERSEDED_BY, PROP_BACKDATED_AT)))
+    temp = done.temp
+    if temp is not None:
+        attempt(f"delete {temp.id}", lambda: glance.delete_image(conn, temp.id))
+    # Only the objects this run created: an object that was there already may be another
+    # image's record.
+    for name in reversed(done.recorded):
+        attempt(f"delete {record.container}/{name}",
+                lambda name=name: store.delete(conn, record.container, name))
     return problems
 
 

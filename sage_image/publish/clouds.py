@@ -33,6 +33,7 @@ class SiteTarget:
     disk_format: str
     arches: tuple[str, ...]
     from_env: bool = False  # credentials from OS_* variables instead of clouds.yaml
+    kind: str = ""  # the catalog site kind (baremetal, kvm): per-kind image metadata
 
 
 def select_sites(catalog: Catalog, names: Sequence[str] | None, *, all_sites: bool,
@@ -66,7 +67,7 @@ def resolve_targets(catalog: Catalog, sites: Sequence[Site]) -> list[SiteTarget]
                      "~/.config/openstack/clouds.yaml), or source the site's OpenStack RC file "
                      "and publish to that one site (--sites NAME)")
         targets.append(SiteTarget(name=site.name, cloud=site.cloud, disk_format=disk_format,
-                                  arches=site.arches, from_env=from_env))
+                                  arches=site.arches, from_env=from_env, kind=site.kind))
     return targets
 
 

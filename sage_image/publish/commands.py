@@ -85,8 +85,9 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
                                  all_sites=args.all_sites, visibility=args.visibility,
                                  untested=args.untested, dry_run=args.dry_run,
                                  definitions=args.checks_file)
-    output, targets = pub.prepare(catalog, request)
-    planned = pub.plan_all(catalog, request, output, targets)
+    prepared = pub.prepare(catalog, request)
+    output = prepared.output
+    planned = pub.plan_all(catalog, request, prepared)
     if not console.json_mode:
         pub.show_plans(console, output, planned)
     if args.dry_run:

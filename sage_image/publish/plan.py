@@ -12,10 +12,10 @@ from datetime import datetime, timezone
 from types import MappingProxyType
 
 from ..catalog.model import Publish
-from ..outfolder import Manifest
 from .clouds import SiteTarget
+from .metadata import ImageMetadata, Retirement, retirement
 from .output import BuildOutput, ImageFile
-from .record import record_properties
+from .record import Record
 from .site import SiteImage
 
 # Properties publish keeps on images, besides the manifest's build-* ones.
@@ -41,22 +41,33 @@ class SitePlan:
     file: ImageFile | None = None
     temp_name: str = ""
     properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    min_disk: int = 0  # GiB
+    min_ram: int = 0  # MiB
+    record: Record | None = None
     current: SiteImage | None = None
     backdate_name: str | None = None
+    retire: Retirement | None = None  # what else backdating changes on `current`
     stale: tuple[SiteImage, ...] = ()
 
     def describe(self) -> list[str]:
         """The plan in words, one step a line (what --dry-run prints)."""
         if self.action is not Action.PUBLISH:
             return [f"{self.action.value}: {self.reason}"]
-        assert self.file is not None
+        assert self.file is not None and self.record is not None
         steps = [f"delete leftover upload {i.id} ({i.name})" for i in self.stale]
+        steps.append(f"record {len(self.record.objects)} objects in {self.record.container}/"
+                     f"{self.record.prefix}.*")
         steps.append(f"upload {self.file.path.name} ({self.file.size / 1e6:.1f} MB, "
-                     f"{self.file.disk_format}) as private '{self.temp_name}'")
+                     f"{self.file.disk_format}, min_disk {self.min_disk} GiB, min_ram "
+                     f"{self.min_ram} MiB) as private '{self.temp_name}'")
         steps.append(f"verify os_hash_value = {self.file.sha512[:16]}...")
-        if self.current is not None:
+        if self.current is not None and self.retire is not None:
+            purpose = "".join(f", {k} {self.current.properties.get(k)} -> {v}"
+                              for k, v in self.retire.set_props.items())
             steps.append(f"backdate {self.current.id}: '{self.production_name}' -> "
-                         f"'{self.backdate_name}'")
+                         f"'{self.backdate_name}', hidden{purpose}")
+        steps.append(f"point {self.record.container}/{self.record.pointer} at "
+                     f"{self.record.version}")
         steps.append(f"promote to '{self.production_name}' ({self.visibility})")
         return steps
 
@@ -69,29 +80,18 @@ def is_temp_of(image: SiteImage, production_name: str) -> bool:
     return image.name.startswith(production_name + TEMP_MARK)
 
 
-def image_properties(output: BuildOutput, policy: Publish, *, untested: bool) -> dict[str, str]:
-    """Glance properties: the manifest's build-* provenance plus what a Chameleon user (and
-    Nova) reads: distro, version, architecture, firmware, login user."""
+def image_properties(output: BuildOutput, policy: Publish, metadata: ImageMetadata,
+                     record: Record, *, untested: bool) -> dict[str, str]:
+    """Glance properties: the manifest's build-* provenance (as Chameleon's pipeline sets them:
+    python-chi reads build-repo), the standard metadata, the catalog's extra properties and
+    the pointers to the build's record."""
     props = dict(output.properties)
-    props.update({"os_distro": output.identity.family, "os_version": output.identity.os_version,
-                  "hw_architecture": output.manifest.qemu_arch, "os_admin_user": "cc"})
-    firmware = image_firmware(output.manifest)
-    if firmware:
-        props["hw_firmware_type"] = firmware
+    props.update(metadata.properties)
     props.update(policy.properties)
-    # what `sage-image diff --site` and the next publish compare with (publish/record.py)
-    props.update(record_properties(output.manifest, output.manifest_sha256))
+    props.update(record.properties)
     if untested:
         props[PROP_UNTESTED] = "true"
     return props
-
-
-def image_firmware(manifest: Manifest) -> str | None:
-    """hw_firmware_type from the layout the image was built with: set only for an image that
-    boots one way (uefi on ARM); a hybrid BIOS+UEFI image sets none, as Chameleon's do, so
-    Nova boots it however the node boots. A manifest without a layout claims nothing."""
-    firmware = manifest.layout.firmware if manifest.layout else ()
-    return firmware[0] if len(firmware) == 1 else None
 
 
 def backdate_name(scheme: str, image: SiteImage, production_name: str,
@@ -120,7 +120,9 @@ def _parse_created(text: str) -> datetime:
 
 
 def plan_site(target: SiteTarget, output: BuildOutput, images: Sequence[SiteImage], *,
-              policy: Publish, visibility: str, untested: bool) -> SitePlan:
+              policy: Publish, metadata: ImageMetadata | None, record: Record, visibility: str,
+              untested: bool) -> SitePlan:
+    """`metadata` is None when the build has no file in the site's format."""
     name = output.identity.name
     base = SitePlan(site=target.name, action=Action.REFUSE, reason="", production_name=name,
                     visibility=visibility)
@@ -132,7 +134,7 @@ def plan_site(target: SiteTarget, output: BuildOutput, images: Sequence[SiteImag
         return refuse(f"{target.name} takes no {output.identity.arch} images "
                       f"(arches: {', '.join(target.arches)})")
     file = output.files.get(target.disk_format)
-    if file is None:
+    if file is None or metadata is None:
         return refuse(f"{target.name} needs {target.disk_format} and the build has "
                       f"{', '.join(output.files) or 'no files'}")
     holders = sorted((i for i in images if i.name == name), key=lambda i: i.id)
@@ -149,7 +151,10 @@ def plan_site(target: SiteTarget, output: BuildOutput, images: Sequence[SiteImag
     return SitePlan(
         site=target.name, action=Action.PUBLISH, reason="", production_name=name,
         visibility=visibility, file=file, temp_name=temp_name(name, file.sha512),
-        properties=MappingProxyType(image_properties(output, policy, untested=untested)),
+        properties=MappingProxyType(image_properties(output, policy, metadata, record,
+                                                     untested=untested)),
+        min_disk=metadata.min_disk, min_ram=metadata.min_ram, record=record,
         current=current, stale=stale,
         backdate_name=(backdate_name(policy.backdate, current, name, taken)
-                       if current is not None else None))
+                       if current is not None else None),
+        retire=retirement(current) if current is not None else None)

@@ -1,15 +1,16 @@
-"""The production image at a site, as `sage-image diff --site` compares with it."""
+"""The production image at a site and its record, as `sage-image diff --site` compares with."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from ..catalog.model import Catalog
 from ..errors import PublishError, UsageError
+from ..outfolder import Manifest
 from .apply import _reason
 from .clouds import connect, resolve_targets, select_sites
-from .record import summary_from_properties
+from .publish import record_manifest
+from .record import PROP_MANIFEST_SHA, PROP_PACKAGES_SHA, RecordError, packages_digest
 from .site import SiteImage, list_images
 
 
@@ -20,11 +21,16 @@ def production_image(images: Sequence[SiteImage], name: str) -> SiteImage | None
     return holders[0] if holders else None
 
 
-def production_summary(catalog: Catalog, site: str, name: str) -> tuple[dict[str, Any], str]:
-    """(the summary publish recorded on production image `name` at `site`, a label for it)."""
+def production_manifest(catalog: Catalog, site: str, name: str, *,
+                        local: tuple[Manifest, str]) -> tuple[Manifest, str, str]:
+    """(the manifest of production image `name` at `site`, read from its record in the site's
+    object store; a label for it; a note, or ""). `local` is the build compared with it (its
+    manifest and sha256): when the store has lost the record but the image says it is that very
+    build, the build's own manifest stands in, and the note says so."""
     target = resolve_targets(catalog, select_sites(catalog, [site], all_sites=False))[0]
     try:
-        images = list_images(connect(target))
+        conn = connect(target)
+        images = list_images(conn)
     except UsageError:
         raise
     except Exception as exc:
@@ -33,5 +39,20 @@ def production_summary(catalog: Catalog, site: str, name: str) -> tuple[dict[str
     if image is None:
         raise UsageError(f"{site}: no production image named '{name}'",
                          hint="publish it first, or compare two builds: sage-image diff A B")
-    where = f"{site}: {image.id}"
-    return summary_from_properties(image.properties, where=f"{site} image {image.id}"), where
+    where = f"{site} image {image.id}"
+    try:
+        return record_manifest(conn, image, where=where), f"{site}: {image.id}", ""
+    except RecordError as exc:
+        manifest, sha256 = local
+        if image.properties.get(PROP_MANIFEST_SHA) == sha256:
+            return manifest, f"{site}: {image.id}", f"{exc.message}; the image is this very build"
+        packages = image.properties.get(PROP_PACKAGES_SHA)
+        if packages is None:
+            raise
+        same = ("the same as" if packages == packages_digest(manifest.packages)
+                else "not the same as")
+        raise RecordError(f"{exc.message}; by its {PROP_PACKAGES_SHA} its package list is "
+                          f"{same} this build's", hint=exc.hint) from exc
+    except Exception as exc:
+        raise PublishError(f"cannot read the record of {image.id}: {_reason(exc)}",
+                           site=site) from exc

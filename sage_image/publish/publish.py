@@ -13,15 +13,23 @@ from typing import TYPE_CHECKING
 from ..boottest.checks.model import load_checks
 from ..catalog.model import Catalog
 from ..console import Console
-from ..diff.diff import Snapshot, diff_manifests
+from ..diff.diff import diff_manifests
 from ..errors import UsageError
-from ..outfolder import PreviousImage, SitePublication, read_published, write_published
+from ..outfolder import (
+    Manifest,
+    PreviousImage,
+    SitePublication,
+    read_published,
+    write_published,
+)
+from . import store
 from .apply import SiteResult, _reason, apply_plan
 from .clouds import SiteTarget, connect, resolve_targets, select_sites
+from .metadata import ImageMetadata, check_values, image_metadata
 from .output import BuildOutput, load_output
-from .plan import Action, SitePlan, plan_site
+from .plan import Action, SitePlan, image_properties, plan_site
 from .progress import SiteBars
-from .record import RecordError, summary_from_properties
+from .record import Record, RecordError, manifest_from_record, read_record, record_location
 from .site import SiteImage, list_images
 
 if TYPE_CHECKING:
@@ -47,8 +55,30 @@ class Planned:
     error: str = ""
 
 
-def prepare(catalog: Catalog, request: PublishRequest) -> tuple[BuildOutput, list[SiteTarget]]:
+@dataclass(frozen=True)
+class Prepared:
+    """The build and what publish will write for it, checked before any site is contacted."""
+
+    output: BuildOutput
+    targets: list[SiteTarget]
+    record: Record
+    metadata: dict[str, ImageMetadata]  # per site that takes a format the build has
+
+
+def prepare(catalog: Catalog, request: PublishRequest) -> Prepared:
     """Everything that can be checked before any site is contacted (bad input -> exit 2)."""
+    output, targets = _gate(catalog, request)
+    record = read_record(output, catalog.publish.container)
+    metadata = {t.name: image_metadata(output, catalog, file=output.files[t.disk_format],
+                                       site_kind=t.kind)
+                for t in targets if t.disk_format in output.files}
+    for site, meta in metadata.items():
+        check_values(image_properties(output, catalog.publish, meta, record, untested=False),
+                     where=f"{output.identity.name} at {site}")
+    return Prepared(output, targets, record, metadata)
+
+
+def _gate(catalog: Catalog, request: PublishRequest) -> tuple[BuildOutput, list[SiteTarget]]:
     output = load_output(request.output_dir, catalog=catalog,
                          definitions=load_checks(request.definitions))
     default = output.manifest.sites
@@ -65,8 +95,7 @@ def prepare(catalog: Catalog, request: PublishRequest) -> tuple[BuildOutput, lis
     return output, resolve_targets(catalog, sites)
 
 
-def plan_all(catalog: Catalog, request: PublishRequest, output: BuildOutput,
-             targets: Sequence[SiteTarget]) -> list[Planned]:
+def plan_all(catalog: Catalog, request: PublishRequest, prepared: Prepared) -> list[Planned]:
     visibility = request.visibility or catalog.publish.visibility
 
     def one(target: SiteTarget) -> Planned:
@@ -75,11 +104,13 @@ def plan_all(catalog: Catalog, request: PublishRequest, output: BuildOutput,
             images = list_images(conn)
         except Exception as exc:  # an unreachable site fails alone; the others go on
             return Planned(target, None, None, f"cannot list images: {_reason(exc)}")
-        return Planned(target, plan_site(target, output, images, policy=catalog.publish,
-                                         visibility=visibility, untested=request.untested), conn)
+        return Planned(target, plan_site(
+            target, prepared.output, images, policy=catalog.publish,
+            metadata=prepared.metadata.get(target.name), record=prepared.record,
+            visibility=visibility, untested=request.untested), conn)
 
-    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
-        return list(pool.map(one, targets))
+    with ThreadPoolExecutor(max_workers=max(1, len(prepared.targets))) as pool:
+        return list(pool.map(one, prepared.targets))
 
 
 def show_plans(console: Console, output: BuildOutput, planned: Sequence[Planned]) -> None:
@@ -132,8 +163,9 @@ def record(output: BuildOutput, planned: Sequence[Planned], results: Sequence[Si
         if not r.image_id or r.status not in ("published", "up to date"):
             continue
         if r.status == "published":
-            plan = by_site[r.site].plan
-            previous = previous_entry(output, plan.current if plan else None, r.site)
+            planned = by_site[r.site]
+            assert planned.plan is not None and planned.conn is not None  # it was published
+            previous = previous_entry(output, planned.plan.current, r.site, planned.conn)
         else:  # unchanged: what was new still is
             previous = earlier[r.site].previous if r.site in earlier else None
         entries[r.site] = SitePublication(
@@ -143,17 +175,20 @@ def record(output: BuildOutput, planned: Sequence[Planned], results: Sequence[Si
         write_published(output.root, entries)
 
 
-def previous_entry(output: BuildOutput, replaced: SiteImage | None,
-                   site: str) -> PreviousImage | None:
+def previous_entry(output: BuildOutput, replaced: SiteImage | None, site: str,
+                   conn: Connection) -> PreviousImage | None:
     """The image this publish replaced and the changes since it; None: the first version."""
     if replaced is None:
         return None
     build_tag = replaced.properties.get("build-tag")
     try:
-        old = summary_from_properties(replaced.properties, where=f"{site} image {replaced.id}")
+        old = record_manifest(conn, replaced, where=f"{site} image {replaced.id}")
     except RecordError as exc:
         return PreviousImage(image_id=replaced.id, build_tag=build_tag, error=exc.message)
-    changes = diff_manifests(old, Snapshot.of(output.manifest), old_label=f"{site}: {replaced.id}",
+    except Exception as exc:  # the store is unreachable: the publish itself succeeded
+        return PreviousImage(image_id=replaced.id, build_tag=build_tag,
+                             error=f"cannot read its record: {_reason(exc)}")
+    changes = diff_manifests(old, output.manifest, old_label=f"{site}: {replaced.id}",
                              new_label=output.identity.name).as_json()
     return PreviousImage(image_id=replaced.id, build_tag=build_tag, changes=changes)
 
@@ -173,3 +208,10 @@ def result_json(output: BuildOutput, results: Sequence[SiteResult]) -> dict[str,
                        "image_id": r.image_id, "seconds": round(r.seconds, 3),
                        "mb_per_s": round(r.mb_per_s, 1) if r.mb_per_s else None,
                        "backdated": r.backdated} for r in results]}
+
+
+def record_manifest(conn: Connection, image: SiteImage, *, where: str) -> Manifest:
+    """The manifest the record of `image` (at the site `conn` talks to) holds, checked against
+    the image's sha256 (RecordError when it has none, the store lacks it, or it differs)."""
+    container, name = record_location(image.properties, where=where)
+    return manifest_from_record(store.read(conn, container, name), image.properties, where=where)

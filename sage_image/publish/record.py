@@ -1,88 +1,126 @@
-"""What publish records on a Glance image so a later build can be compared with it.
+"""What publish keeps about a build, so that a later build can be compared with the image users
+run (`sage-image diff OUT --site S`, "what's new" in published.json).
 
-Glance keeps custom properties as strings of at most 255 characters each, and a deployment caps
-how many an image may have (`image_property_quota`, 128 by default). A manifest (a few hundred
-packages: 20-40 KB) does not fit one property, so publish stores:
+Documents do not go in Glance properties: a property is a short value (255 characters), and
+users see every one of them in `openstack image show`. As Chameleon's own pipeline does
+(container `chameleon-supported-images`: one folder per version, a `current` pointer), each
+site's object store (Swift) keeps the record, in the catalog's `publish.container`:
 
-- `sage-manifest-sha256`: the sha256 of the build's manifest.json (which build this is);
-- `sage-packages-sha256`: the sha256 of the package list (`name=version` lines, sorted), so two
-  images can be told to have the same packages without reading the list;
-- `sage-sbom-sha256`: the sha256 of its CycloneDX SBOM, when the build wrote one;
-- `sage-summary-00` ... `sage-summary-NN` and `sage-summary-chunks`: the part of the manifest
-  `sage-image diff` compares (its `Snapshot`: packages, Python packages, sources, elements,
-  checks, kernel, file sizes ...), as compact JSON, xz-compressed, base64, cut into 255-char
-  chunks. The bookworm sage image (322 packages) takes 20 chunks, 777 packages 34 (8.5 KB).
-  More than MAX_CHUNKS are not stored (the digests still are) rather than fail a publish over
-  a record.
+    versions/<build-tag>/<name>.manifest.json   the build's manifest.json, byte for byte
+    versions/<build-tag>/<name>.packages        its Debian packages: `name=version` lines, sorted
+    versions/<build-tag>/<name>.cdx.json        its CycloneDX SBOM, when the build wrote one
+    current/<name>                              the build-tag in production under <name>
 
-Image members (sharing) or a separate object store were the alternatives: members carry no
-data, and a store is one more service and credential per site. Properties travel with the
-image, through backdating, and are readable by anyone who can see the image.
+and the Glance image carries short pointers to it: `sage-image-record` (the objects' common
+prefix, `<container>/versions/<build-tag>/<name>`) and the sha256 of the manifest, the package
+list and the SBOM. A record read back is checked against the image's sha256: a record changed or
+replaced in the store is reported, never trusted.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import lzma
 from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 
-import msgspec
-
-from ..diff.diff import Snapshot
 from ..errors import UsageError
-from ..outfolder import Manifest
+from ..outfolder import ContractError, Manifest, decode_manifest, manifest_path
+from .output import BuildOutput
 
+PROP_RECORD = "sage-image-record"
 PROP_MANIFEST_SHA = "sage-manifest-sha256"
 PROP_PACKAGES_SHA = "sage-packages-sha256"
 PROP_SBOM_SHA = "sage-sbom-sha256"
-PROP_CHUNKS = "sage-summary-chunks"
-CHUNK_PREFIX = "sage-summary-"
-CHUNK_CHARS = 255  # Glance's limit per property value
-MAX_CHUNKS = 90  # the default quota is 128 properties; ~25 are provenance and Nova hints
+MANIFEST_SUFFIX, PACKAGES_SUFFIX, SBOM_SUFFIX = ".manifest.json", ".packages", ".cdx.json"
 
 
 class RecordError(UsageError):
-    """A stored summary is missing or damaged."""
+    """A stored record is missing or does not match the image that points at it."""
+
+
+@dataclass(frozen=True)
+class Record:
+    """One build's record: the objects to write and the properties that point at them."""
+
+    container: str
+    prefix: str  # versions/<build-tag>/<name>: every object of the record starts with it
+    objects: Mapping[str, bytes]  # object name -> content
+    pointer: str  # current/<name>
+    version: str  # the build-tag: what `pointer` says once this build is production
+    properties: Mapping[str, str]
+
+
+def packages_text(packages: Mapping[str, str]) -> str:
+    return "".join(f"{n}={v}\n" for n, v in sorted(packages.items()))
 
 
 def packages_digest(packages: Mapping[str, str]) -> str:
-    lines = "".join(f"{n}={v}\n" for n, v in sorted(packages.items()))
-    return hashlib.sha256(lines.encode()).hexdigest()
+    return hashlib.sha256(packages_text(packages).encode()).hexdigest()
 
 
-def record_properties(manifest: Manifest, manifest_sha256: str) -> dict[str, str]:
-    props = {PROP_MANIFEST_SHA: manifest_sha256, PROP_PACKAGES_SHA: packages_digest(manifest.packages)}
-    if manifest.sbom:
-        props[PROP_SBOM_SHA] = manifest.sbom.sha256
-    chunks = encode_summary(Snapshot.of(manifest))
-    if len(chunks) <= MAX_CHUNKS:
-        props[PROP_CHUNKS] = str(len(chunks))
-        props.update({f"{CHUNK_PREFIX}{i:02d}": c for i, c in enumerate(chunks)})
-    return props
+def pointer_name(name: str) -> str:
+    return f"current/{name}"
 
 
-def encode_summary(summary: Snapshot) -> list[str]:
-    text = msgspec.json.encode(summary, order="sorted")
-    packed = base64.b64encode(lzma.compress(text, preset=9 | lzma.PRESET_EXTREME)).decode()
-    return [packed[i:i + CHUNK_CHARS] for i in range(0, len(packed), CHUNK_CHARS)]
+def read_record(output: BuildOutput, container: str) -> Record:
+    """The record of `output`, its files read once (bad input is a UsageError, before any site
+    is contacted): the manifest must still be the one loaded, the SBOM the one it names."""
+    manifest = manifest_path(output.root).read_bytes()
+    if hashlib.sha256(manifest).hexdigest() != output.manifest_sha256:
+        raise UsageError(f"{manifest_path(output.root)} changed while publishing read it")
+    name, version = output.identity.name, output.build_tag
+    prefix = f"versions/{version}/{name}"
+    packages = packages_text(output.manifest.packages).encode()
+    objects = {prefix + MANIFEST_SUFFIX: manifest, prefix + PACKAGES_SUFFIX: packages}
+    props = {PROP_RECORD: f"{container}/{prefix}", PROP_MANIFEST_SHA: output.manifest_sha256,
+             PROP_PACKAGES_SHA: hashlib.sha256(packages).hexdigest()}
+    sbom = output.manifest.sbom
+    if sbom:
+        objects[prefix + SBOM_SUFFIX] = _sbom_bytes(output, sbom.path, sbom.sha256)
+        props[PROP_SBOM_SHA] = sbom.sha256
+    return Record(container=container, prefix=prefix, objects=MappingProxyType(objects),
+                  pointer=pointer_name(name), version=version, properties=MappingProxyType(props))
 
 
-def summary_from_properties(props: Mapping[str, str], *, where: str) -> Snapshot:
-    """The summary publish stored on an image; RecordError if it has none or it is damaged."""
-    if PROP_CHUNKS not in props:
-        raise RecordError(f"{where} has no recorded manifest summary (published by an older "
-                          "sage-image, or the summary was too large to store)",
+def _sbom_bytes(output: BuildOutput, relative: str, sha256: str) -> bytes:
+    path = output.root / relative
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read the SBOM manifest.json names: {exc.strerror}"
+                         ) from exc
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise UsageError(f"{path} does not match manifest.json's sbom.sha256",
+                         hint="rebuild, or restore the SBOM the build wrote")
+    return data
+
+
+def record_location(props: Mapping[str, str], *, where: str) -> tuple[str, str]:
+    """(container, the manifest object's name) of the record an image points at."""
+    pointer = props.get(PROP_RECORD, "")
+    container, _, prefix = pointer.partition("/")
+    if not container or not prefix or PROP_MANIFEST_SHA not in props:
+        raise RecordError(f"{where} points at no record (published by an older sage-image)",
                           hint="images published by this sage-image carry one; compare two "
                                "build folders meanwhile: sage-image diff A B")
+    return container, prefix + MANIFEST_SUFFIX
+
+
+def manifest_from_record(data: bytes | None, props: Mapping[str, str], *,
+                         where: str) -> Manifest:
+    """The manifest an image's record holds; RecordError if the store lacks it or it is not the
+    one the image names."""
+    container, name = record_location(props, where=where)
+    if data is None:
+        raise RecordError(f"{where}: its record {container}/{name} is not in the site's object "
+                          "store (deleted, or the store was replaced)",
+                          hint="publish the build again to write its record")
+    if hashlib.sha256(data).hexdigest() != props[PROP_MANIFEST_SHA]:
+        raise RecordError(f"{where}: its record {container}/{name} is not the manifest the image "
+                          f"was published with (its sha256 differs from {PROP_MANIFEST_SHA})")
+    # the bytes publish loaded and wrote: read as every manifest is
     try:
-        count = int(props[PROP_CHUNKS])
-        packed = "".join(props[f"{CHUNK_PREFIX}{i:02d}"] for i in range(count))
-        summary = msgspec.json.decode(lzma.decompress(base64.b64decode(packed)), type=Snapshot)
-    except (KeyError, ValueError, lzma.LZMAError, msgspec.DecodeError) as exc:
-        raise RecordError(f"{where}: the recorded manifest summary is damaged ({exc})") from exc
-    digest = props.get(PROP_PACKAGES_SHA)
-    if digest and packages_digest(summary.packages) != digest:
-        raise RecordError(f"{where}: the recorded manifest summary does not match its "
-                          f"{PROP_PACKAGES_SHA}")
-    return summary
+        return decode_manifest(data, where=f"{container}/{name}")
+    except ContractError as exc:
+        raise RecordError(f"{where}: {exc.message}") from exc

@@ -47,6 +47,8 @@ class SiteImage:
     hidden: bool = False
     protected: bool = False
     properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    min_disk: int = 0  # GiB
+    min_ram: int = 0  # MiB
 
     @property
     def build_timestamp(self) -> int | None:
@@ -62,7 +64,8 @@ def image_from_doc(doc: Mapping[str, Any]) -> SiteImage:
     return SiteImage(id=doc["id"], name=doc.get("name") or "", status=doc.get("status", ""),
                      visibility=doc.get("visibility", ""), sha512=sha512, size=doc.get("size"),
                      created_at=doc.get("created_at") or "", hidden=bool(doc.get("os_hidden")),
-                     protected=bool(doc.get("protected")), properties=MappingProxyType(props))
+                     protected=bool(doc.get("protected")), properties=MappingProxyType(props),
+                     min_disk=int(doc.get("min_disk") or 0), min_ram=int(doc.get("min_ram") or 0))
 
 
 def _check(resp: Any) -> Any:
@@ -90,10 +93,11 @@ def get_image(conn: Connection, image_id: str) -> SiteImage:
 
 
 def create_image(conn: Connection, *, name: str, disk_format: str,
-                 properties: Mapping[str, str]) -> SiteImage:
+                 properties: Mapping[str, str], min_disk: int = 0,
+                 min_ram: int = 0) -> SiteImage:
     """An image record (no data yet), private so that nobody else sees it before promotion."""
     body = {"name": name, "disk_format": disk_format, "container_format": "bare",
-            "visibility": "private", **properties}
+            "visibility": "private", "min_disk": min_disk, "min_ram": min_ram, **properties}
     return image_from_doc(_check(conn.image.post("/images", json=body)).json())
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sage_image.cli import main
-from sage_image.diff.diff import Snapshot, diff_manifests
+from sage_image.diff.diff import diff_manifests
 from sage_image.outfolder import ImageFile, Manifest, SourceEntry
 from tests import contract
 
@@ -34,7 +34,7 @@ OLD_MANIFEST = contract.manifest(
               "epoch": "1:2.0-1", "tilde": "1.0-1", "same": "3.0-1"},
     python_packages={"requests": "2.31.0", "urllib3": "2.0.7", "pyyaml": "6.0.1",
                      "oldpy": "1.0"})
-OLD = Snapshot.of(OLD_MANIFEST)
+OLD = OLD_MANIFEST
 
 
 def _new_manifest():
@@ -61,8 +61,8 @@ def _new_manifest():
         python_packages=python)
 
 
-def _new() -> Snapshot:
-    return Snapshot.of(_new_manifest())
+def _new() -> Manifest:
+    return _new_manifest()
 
 
 def _kinds(result, section):
@@ -103,7 +103,7 @@ def test_every_kind_of_change():
 
 
 def test_identical_and_reversed():
-    assert not diff_manifests(OLD, Snapshot.of(OLD_MANIFEST)).differs
+    assert not diff_manifests(OLD, contract.replace(OLD_MANIFEST)).differs
     assert diff_manifests(OLD, OLD).summary() == "no changes"
     back = diff_manifests(_new(), OLD)
     assert _kinds(back, "package")["libfoo"] == ("downgraded", "1.10-1", "1.9-1")
@@ -120,7 +120,7 @@ def test_summary_and_json_are_complete():
 
 
 def test_python_packages_absent_on_either_side():
-    old = Snapshot.of(contract.replace(OLD_MANIFEST, python_packages={}))
+    old = contract.replace(OLD_MANIFEST, python_packages={})
     result = diff_manifests(old, _new())
     assert {c.kind for c in result.of("python")} == {"added"}
 

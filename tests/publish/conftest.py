@@ -21,9 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from sage_image.boottest.checks.model import load_checks
+from sage_image.catalog import load_catalog
 from sage_image.cli import main
 from sage_image.localcloud.cloud import LocalCloud, SiteSpec, start_cloud
 from sage_image.outfolder import read_manifest
+from sage_image.publish.output import BuildOutput, load_output
 from tests import contract
 
 SITES = ("CHI@UC", "CHI@TACC", "KVM@TACC")
@@ -35,12 +38,14 @@ CLOUDS = {"CHI@UC": "chi-uc", "CHI@TACC": "chi-tacc", "KVM@TACC": "kvm-tacc"}
 
 @pytest.fixture(scope="session")
 def keystone_site() -> Iterator[LocalCloud]:
-    """One Glance behind a real Keystone; clouds.yaml has `chi-tacc` (application credential)
-    and `chi-tacc-password` (password auth) for the same site."""
+    """The three demo sites behind one real Keystone (a region each, each with its own Glance
+    and object store); clouds.yaml has `chi-tacc` (application credential) and
+    `chi-tacc-password` (password auth) for the same site, and so on for chi-uc and kvm-tacc.
+    python-chi, which only speaks Keystone v3, reaches every one of them."""
     root = Path(tempfile.mkdtemp(prefix="sage-keystone-"))
     cloud = None
     try:
-        cloud = start_cloud(root, [SiteSpec("chi-tacc", keystone=True)])
+        cloud = start_cloud(root, [SiteSpec(c, keystone=True) for c in CLOUDS.values()])
         yield cloud
     finally:
         if cloud is not None:
@@ -57,6 +62,15 @@ def clouds_env(local_sites: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> Loca
     return local_sites
 
 
+@pytest.fixture
+def keystone_env(keystone_site: LocalCloud, monkeypatch: pytest.MonkeyPatch) -> LocalCloud:
+    for var in [v for v in os.environ if v.startswith("OS_")]:
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(keystone_site.clouds_yaml))
+    monkeypatch.chdir(keystone_site.root.parent)
+    return keystone_site
+
+
 @dataclass
 class BuildFactory:
     """Writes a build output folder (tests/contract.py's types) with real qcow2 and raw images."""
@@ -64,31 +78,34 @@ class BuildFactory:
     root: Path
 
     def __call__(self, name: str, *, timestamp: int = 1_700_000_000, size_mb: int = 4,
-                 tested: bool | None = True, arch: str = "amd64",
+                 tested: bool | None = True, arch: str = "amd64", variant: str = "sage",
                  sites: tuple[str, ...] = SITES, formats: tuple[str, ...] = ("qcow2", "raw"),
-                 same_disk: bool = True) -> Path:
+                 same_disk: bool = True, virtual_mb: int | None = None) -> Path:
         """`same_disk`: record the qcow2 as the same disk as the raw, as a build does after
-        `qemu-img compare` (False: a manifest without that proof)."""
+        `qemu-img compare` (False: a manifest without that proof). `virtual_mb`: the disk's
+        virtual size, larger than the bytes written (a raw is sparse; the file keeps its
+        length)."""
         out = self.root / f"{name}-{timestamp}-{uuid.uuid4().hex[:6]}"
         out.mkdir(parents=True)
         raw = out / f"{name}.raw"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", raw, f"{size_mb}M"], check=True)
+        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", raw,
+                        f"{virtual_mb or size_mb}M"], check=True)
         with raw.open("r+b") as f:  # distinct content per build -> distinct checksums
             f.write(os.urandom(min(size_mb, 64) << 20))
         qcow2 = out / f"{name}.qcow2"
         if "qcow2" in formats:
             subprocess.run(["qemu-img", "convert", "-q", "-O", "qcow2", raw, qcow2], check=True)
-        files = {fmt: contract.image_file(path, fmt, virtual_size=size_mb << 20)
+        files = {fmt: contract.image_file(path, fmt, virtual_size=(virtual_mb or size_mb) << 20)
                  for fmt, path in (("qcow2", qcow2), ("raw", raw)) if fmt in formats}
         if same_disk and {"qcow2", "raw"} <= set(files):
             files["qcow2"] = contract.replace(files["qcow2"], same_disk_as=files["raw"].sha512)
-        props = {"build-variant": "sage", "build-distro": "debian", "build-release": "bookworm",
+        props = {"build-variant": variant, "build-distro": "debian", "build-release": "bookworm",
                  "build-arch": arch, "build-repo": "https://example.invalid/sage-image-builder",
                  "build-repo-commit": uuid.uuid4().hex, "build-timestamp": str(timestamp),
                  "build-tag": f"sage-image-12-{timestamp}", "build-image-name": name,
                  "build-source-waggle-node": "09a85ed3", "build-stand-ins": ""}
         contract.write_build(out, contract.manifest(
-            name, arch=arch, sites=sites, files=files, properties=props,
+            name, arch=arch, variant=variant, sites=sites, files=files, properties=props,
             elements=("debian-minimal", "sage"), created="2023-11-14T22:13:20Z"))
         if tested is not None:
             self.write_results(out, passed=tested)
@@ -106,6 +123,11 @@ class BuildFactory:
         contract.write_test(out, contract.results(
             manifest, checks=ran, failed=() if passed else ("ssh-login",),
             restricted_by=restricted_by))
+
+
+def build_output(out: Path) -> BuildOutput:
+    """OUT as publish reads it (the gate asked about the shipped catalog's checks)."""
+    return load_output(out, catalog=load_catalog(), definitions=load_checks())
 
 
 @pytest.fixture(scope="session")

@@ -11,19 +11,12 @@ import openstack
 import pytest
 import yaml
 
+from sage_image.publish import store
 from sage_image.publish.plan import TEMP_MARK
 from sage_image.publish.site import list_images
 
 pytestmark = pytest.mark.cloud
-
-
-@pytest.fixture
-def keystone_env(keystone_site, monkeypatch):
-    for var in [v for v in os.environ if v.startswith("OS_")]:
-        monkeypatch.delenv(var)
-    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(keystone_site.clouds_yaml))
-    monkeypatch.chdir(keystone_site.root.parent)
-    return keystone_site
+CONTAINER = "sage-images"
 
 
 def secrets_of(clouds_yaml) -> list[str]:
@@ -43,26 +36,34 @@ def names(cloud: str, name: str) -> list[str]:
 
 def test_application_credential_publish_and_policy_rollback(keystone_env, make_build,
                                                             image_name, cli):
-    first = cli("publish", make_build(image_name, timestamp=1_700_000_000),
+    first = cli("publish", make_build(image_name, timestamp=1_700_000_000, variant="base"),
                 "--sites", "CHI@TACC", "--visibility", "shared", "--json")
     assert first.code == 0, first.err
     assert first.json()["sites"][0]["status"] == "published"
     assert names("chi-tacc", image_name) == [image_name]
+    conn = openstack.connect(cloud="chi-tacc")  # the project's own account in the site's Swift
+    pointer = f"current/{image_name}"
+    assert store.read(conn, CONTAINER, pointer) == b"sage-image-12-1700000000\n"
 
     # A project member may not make images public (real Keystone + Glance policy): promotion
-    # fails after the backdate, and the site is rolled back.
-    second = cli("publish", make_build(image_name, timestamp=1_710_000_000),
+    # fails after the backdate (which hid the old image and made it oldgeneric) and after
+    # `current` moved; the site is rolled back, its object store too.
+    second = cli("publish", make_build(image_name, timestamp=1_710_000_000, variant="base"),
                  "--sites", "CHI@TACC", "--visibility", "public", "--json")
     assert second.code == 1
     site = second.json()["sites"][0]
     assert site["status"] == "failed" and "rolled back" in site["reason"]
     assert "403" in site["reason"] or "Forbidden" in site["reason"]
-    images = [i for i in list_images(openstack.connect(cloud="chi-tacc"))
-              if i.name.startswith(image_name)]
+    images = [i for i in list_images(conn) if i.name.startswith(image_name)]
     assert [i.name for i in images] == [image_name]
-    assert images[0].properties["build-timestamp"] == "1700000000"
-    assert "sage-image-superseded-by" not in images[0].properties
+    old = images[0]
+    assert old.properties["build-timestamp"] == "1700000000"
+    assert "sage-image-superseded-by" not in old.properties
+    assert (old.hidden, old.properties["os_purpose"]) == (False, "generic")
     assert not [i for i in images if TEMP_MARK in i.name]
+    assert store.read(conn, CONTAINER, pointer) == b"sage-image-12-1700000000\n"
+    objects = [o.name for o in conn.object_store.objects(CONTAINER) if image_name in o.name]
+    assert not [o for o in objects if "1710000000" in o] and len(objects) == 3
 
 
 def test_rc_file_password_auth_for_one_site(keystone_env, make_build, image_name, monkeypatch,

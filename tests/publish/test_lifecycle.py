@@ -19,24 +19,23 @@ def site_images(cloud: str, name: str) -> dict[str, SiteImage]:
 @pytest.mark.cloud
 def test_images_shows_versions_and_agreement(clouds_env, make_build, image_name, cli):
     assert cli("publish", make_build(image_name, timestamp=1_700_000_000)).code == 0
-    assert cli("publish", make_build(image_name, timestamp=1_710_000_000),
-               "--sites", "CHI@UC,KVM@TACC").code == 0
+    second = make_build(image_name, timestamp=1_710_000_000)
+    assert cli("publish", second, "--sites", "CHI@UC,KVM@TACC").code == 0
     run = cli("images", image_name, "--json")
     assert run.code == 0, run.err
     data = run.json()
     roles = sorted((r["site"], r["role"], r["build_tag"]) for r in data["images"])
-    assert roles == [
+    assert roles == [  # publish hides the image it replaces (scs-0102-v2)
         ("CHI@TACC", "production", "sage-image-12-1700000000"),
-        ("CHI@UC", "backdated", "sage-image-12-1700000000"),
+        ("CHI@UC", "backdated (hidden)", "sage-image-12-1700000000"),
         ("CHI@UC", "production", "sage-image-12-1710000000"),
-        ("KVM@TACC", "backdated", "sage-image-12-1700000000"),
+        ("KVM@TACC", "backdated (hidden)", "sage-image-12-1700000000"),
         ("KVM@TACC", "production", "sage-image-12-1710000000")]
     assert all(r["sha512"] and r["commit"] for r in data["images"])
     assert data["agreement"][image_name]["agree"] is False
     text = cli("images", image_name)
     assert f"{image_name}: the sites DIFFER (CHI@UC=sage-image-12-1710000000" in text.out
-    assert cli("publish", make_build(image_name, timestamp=1_710_000_000)).code == 0
-    # CHI@TACC now has the same build too (built anew here: another checksum at every site).
+    assert cli("publish", second).code == 0  # CHI@TACC gets it too; the others are up to date
     assert cli("images", image_name, "--json").json()["agreement"][image_name]["agree"] is True
 
 
@@ -51,8 +50,10 @@ def test_prune_hides_and_deletes_by_age_and_keep(clouds_env, make_build, image_n
     ages = {"20200913": 600, "20220415": 400, "20231114": 10}  # days since each was replaced
     for suffix, days in ages.items():
         image = site_images("chi-uc", image_name)[f"{image_name}-{suffix}"]
+        assert image.hidden  # publish hid it when it replaced it
         when = (now - timedelta(days=days)).isoformat(timespec="seconds")
-        patch_image(conn, image, set_props={"sage-image-backdated-at": when})
+        # as an older sage-image left a replaced image: listed, to be hidden by prune
+        patch_image(conn, image, hidden=False, set_props={"sage-image-backdated-at": when})
     before = site_images("chi-uc", image_name)
 
     dry = cli("prune", image_name, "--sites", "CHI@UC", "--keep", "1", "--dry-run", "--json")
