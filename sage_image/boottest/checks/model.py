@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from ...catalog.model import Catalog, did_you_mean
+from ...catalog.model import Catalog
 from ...errors import ConfigError, UsageError
+from ...values import did_you_mean
 
 DEFAULT_CHECKS = Path(__file__).with_name("checks.yaml")
 COMPARISONS = ("provenance", "packages", "source-commits", "ntp", "partitions")
@@ -160,13 +161,8 @@ def _fail(path: Path, where: tuple[Any, ...], message: str) -> ConfigError:
 
 def validate_catalog_checks(catalog: Catalog, checks: Mapping[str, CheckDef]) -> None:
     """Every check a variant names must be defined: fail at load, not half-way through a test."""
-    for variant in catalog.variants.values():
-        for i, name in enumerate(variant.checks):
-            if name not in checks:
-                raise ConfigError(
-                    f"{catalog.path.name}: variants.{variant.name}.checks[{i}]: unknown check "
-                    f"'{name}'{did_you_mean(name, tuple(checks))}",
-                    hint=f"define it in {DEFAULT_CHECKS} or fix the name in {catalog.path}")
+    catalog.require_checks(tuple(checks), hint=f"define it in {DEFAULT_CHECKS} or fix the name "
+                                               f"in {catalog.path}")
 
 
 def select_checks(catalog: Catalog, checks: Mapping[str, CheckDef], *, variant: str,
