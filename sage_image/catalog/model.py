@@ -6,6 +6,15 @@ that involve several fields are each class's `validate` hook. Sections are read 
 the Catalog declares them, so a setting can name an entry of a section above it (Ref). Every
 error names the file, the line and the setting, e.g.
 ``catalog.yaml:57: variants.sage.elements[2]: unknown element 'virtual-wagle' (did you mean 'sage'?)``.
+
+Adding a setting is adding one field to its class, e.g. in Variant:
+
+    min_ram: int = setting(Whole(1), default=4, help="RAM (GiB) an instance needs.")
+
+(no default: the key is required; `key="a.b"` when the key differs from the attribute or sits
+in a mapping of its own), then the value in catalog.yaml if it is not the default, and
+`sage-image list --settings --markdown > docs/catalog-reference.md`. A new section is a class
+of such fields and a `setting(Section(Cls), ...)` (or `Named(Cls)`) field where it belongs.
 """
 
 from __future__ import annotations
