@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 # A place in a document: mapping keys and list indexes from the top, e.g. ("sites", "CHI@UC", 0).
 Where = tuple[Any, ...]
+# libyaml's loader where PyYAML has it (its wheels do): the same documents, ~2.5x faster.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ def parse_yaml(text: str, path: Path, *, shown: str, hint: str | None = None,
 
 def _load(text: str) -> tuple[yaml.Node | None, Any]:
     """The node tree (for lines) and the data, from one parse."""
-    loader = yaml.SafeLoader(text)
+    loader = _LOADER(text)
     try:
         node = loader.get_single_node()
         return node, (loader.construct_document(node) if node is not None else None)
