@@ -92,14 +92,17 @@ class At:
     ``raise at.partitions[1].role.fail("...")`` points at ``layouts.x.partitions[1].role``.
     """
 
-    __slots__ = ("doc", "where", "shape", "named", "siblings")
+    __slots__ = ("doc", "where", "shape", "known", "siblings")
 
-    def __init__(self, doc: Document, where: Where, shape: Parser, named: dict[type, Any],
+    def __init__(self, doc: Document, where: Where, shape: Parser, known: dict[Any, Any],
                  siblings: SimpleNamespace | None = None) -> None:
         self.doc = doc
         self.where = where
         self.shape = shape  # what is read here: attributes and [key] navigate it
-        self.named = named  # the top-level named sections read so far, by class (for Ref)
+        # what this read of the document knows: the top-level named sections read so far, by
+        # the class of their entries (for Ref), and the options of each Choice that looked up
+        # its own (known elements, check names), so they are looked up once per document
+        self.known = known
         self.siblings = siblings or SimpleNamespace()  # fields read before this one
 
     def fail(self, message: str) -> ConfigError:
@@ -118,7 +121,7 @@ class At:
         item = getattr(self.shape, "item", None)
         if item is None:
             raise TypeError(f"{self.dotted}: not a list or mapping")
-        return At(self.doc, self.where + (part,), item, self.named)
+        return At(self.doc, self.where + (part,), item, self.known)
 
     def __getattr__(self, attr: str) -> At:
         """Only called for names that are not At's own: the settings of the class here."""
@@ -127,7 +130,7 @@ class At:
         found = next((s for s in settings_of(self.shape.cls) if s.attr == attr), None)
         if found is None:
             raise AttributeError(f"{self.shape.cls.__name__} has no setting {attr!r}")
-        return At(self.doc, self.where + found.key, found.parser, self.named)
+        return At(self.doc, self.where + found.key, found.parser, self.known)
 
 
 def read_document(cls: type[T], doc: Document, **fixed: Any) -> T:
@@ -140,7 +143,7 @@ def read_settings(cls: type[T], raw: Any, at: At, **fixed: Any) -> T:
     _check_keys(raw, _key_tree(settings), at)
     values = SimpleNamespace(**fixed)
     for s in settings:
-        here = At(at.doc, at.where + s.key, s.parser, at.named, values)
+        here = At(at.doc, at.where + s.key, s.parser, at.known, values)
         value = _lookup(raw, s.key)
         if value is None and not s.required:
             value = s.default
@@ -148,11 +151,11 @@ def read_settings(cls: type[T], raw: Any, at: At, **fixed: Any) -> T:
             value = s.parser.parse(value, here)
         setattr(values, s.attr, value)
         if not at.where and isinstance(s.parser, MapOf) and isinstance(s.parser.item, Section):
-            at.named[s.parser.item.cls] = value
+            at.known[s.parser.item.cls] = value
     obj = cls(**vars(values))
     validate = getattr(obj, "validate", None)
     if validate is not None:
-        validate(At(at.doc, at.where, Section(cls), at.named))
+        validate(At(at.doc, at.where, Section(cls), at.known))
     return obj
 
 
@@ -183,7 +186,7 @@ def _check_keys(raw: Any, tree: dict[str, Any], at: At) -> None:
                               f"unknown setting '{key}'{did_you_mean(str(key), tree)}")
     for key, node in tree.items():
         if isinstance(node, dict) and key in raw and (raw[key] is not None or _required(node)):
-            _check_keys(raw[key], node, At(at.doc, at.where + (key,), at.shape, at.named))
+            _check_keys(raw[key], node, At(at.doc, at.where + (key,), at.shape, at.known))
 
 
 def _lookup(raw: dict[str, Any], key: tuple[str, ...]) -> Any:
@@ -337,7 +340,9 @@ class Choice(Parser):
     def choices(self, at: At) -> Collection[str]:
         if isinstance(self.options, tuple):
             return self.options
-        return sorted(self.options())
+        if self not in at.known:
+            at.known[self] = sorted(self.options())
+        return at.known[self]
 
     def parse(self, value: Any, at: At) -> str:
         text = Text().parse(value, at)
@@ -357,7 +362,7 @@ class Ref(Choice):
         self.cls = cls
 
     def choices(self, at: At) -> Collection[str]:
-        return tuple(at.named[self.cls])
+        return tuple(at.known[self.cls])
 
 
 EVERY = "every"  # MapOf(required=EVERY): a key for each name the key parser knows
