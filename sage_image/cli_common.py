@@ -1,6 +1,6 @@
 """What every stage's commands.py shares: sub-commands with an example, common flags, parsers.
 
-A leaf module (argparse and the catalog's duration parser only), so each stage imports it at
+A leaf module (argparse and values.parse_duration only), so each stage imports it at
 module top and `cli.py` can import the stage command modules statically without a cycle.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .catalog.model import parse_duration
+from .values import parse_duration
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -9,11 +9,11 @@ from pathlib import Path
 import msgspec
 
 from ..catalog import load_catalog
-from ..catalog.model import as_plain
 from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console, Progress, format_seconds
 from ..errors import BuildError
 from ..outfolder import Manifest, manifest_path
+from ..values import as_plain
 from .build import LOG, BuildOptions, Reporter, build_image
 from .cache import default_cache_root
 from .plan import (

@@ -14,10 +14,11 @@ from types import MappingProxyType
 import yaml
 
 from .. import __version__
-from ..catalog import Catalog, Release, Source, did_you_mean
+from ..catalog import Catalog, Release, Source
 from ..catalog.model import PARTITION_ROLES, Layout
 from ..errors import UsageError
 from ..outfolder import ImageIdentity
+from ..values import did_you_mean
 
 # Elements sage-image itself adds to every build (see their READMEs in sage_image/elements).
 BUILDER_ELEMENTS = ("build-artifacts",)

@@ -10,10 +10,8 @@ from .model import (
     SiteKind,
     Source,
     Variant,
-    as_plain,
-    did_you_mean,
     load_catalog,
 )
 
 __all__ = ["DEFAULT_CATALOG", "Arch", "Builder", "Catalog", "Release", "Site", "SiteKind",
-           "Source", "Variant", "as_plain", "did_you_mean", "load_catalog"]
+           "Source", "Variant", "load_catalog"]

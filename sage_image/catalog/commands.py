@@ -1,4 +1,4 @@
-"""`sage-image list`: the catalog as a table or JSON."""
+"""`sage-image list`: the catalog as a table or JSON, or the reference of its settings."""
 
 from __future__ import annotations
 
@@ -7,14 +7,23 @@ from typing import Any
 
 from ..cli_common import add_catalog_flag, add_command, add_json_flag
 from ..console import Console
-from .model import Catalog, as_plain, load_catalog
+from ..errors import UsageError
+from ..values import as_plain
+from .model import Catalog, load_catalog
+from .reference import as_json, as_markdown, as_text, settings_rows
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, "list", help="show the catalog: every image it defines and where it goes",
-                    example="sage-image list --json | jq '.images[].name'")
+                    example="sage-image list --json | jq '.images[].name'\n"
+                            "  sage-image list --settings          # every catalog setting")
     add_catalog_flag(p)
     add_json_flag(p)
+    p.add_argument("--settings", action="store_true",
+                   help="instead: the reference of every catalog setting (its type, default "
+                        "and meaning), made from the catalog's settings table")
+    p.add_argument("--markdown", action="store_true",
+                   help="with --settings: as Markdown (docs/catalog-reference.md is this)")
     p.set_defaults(func=cmd_list)
 
 
@@ -35,6 +44,10 @@ def catalog_images(catalog: Catalog) -> list[dict[str, Any]]:
 
 
 def cmd_list(args: argparse.Namespace, console: Console) -> int:
+    if args.markdown and not args.settings:
+        raise UsageError("--markdown goes with --settings")
+    if args.settings:
+        return show_settings(console, markdown=args.markdown)
     catalog = load_catalog(args.catalog)
     images = catalog_images(catalog)
     if console.json_mode:
@@ -56,4 +69,13 @@ def cmd_list(args: argparse.Namespace, console: Console) -> int:
     console.result("")
     console.table(["SOURCE", "COMMIT", "URL"],
                   [(s.name, s.commit[:12], s.url) for s in catalog.sources.values()])
+    return 0
+
+
+def show_settings(console: Console, *, markdown: bool) -> int:
+    rows = settings_rows()
+    if console.json_mode:
+        console.json({"settings": as_json(rows)})
+    else:
+        console.result(as_markdown(rows).rstrip("\n") if markdown else as_text(rows))
     return 0

@@ -1,48 +1,88 @@
-"""The catalog: typed, frozen configuration parsed and validated in one place.
+"""The catalog: typed, frozen configuration, each setting declared once (sage_image/settings.py).
 
-Every error names the file, the line and the setting, e.g.
+A field's `setting(...)` is the whole definition of a catalog key: how it is read and checked,
+its default, and its line in `sage-image list --settings` and docs/catalog-reference.md. Checks
+that involve several fields are each class's `validate` hook. Sections are read in the order
+the Catalog declares them, so a setting can name an entry of a section above it (Ref). Every
+error names the file, the line and the setting, e.g.
 ``catalog.yaml:57: variants.sage.elements[2]: unknown element 'virtual-wagle' (did you mean 'sage'?)``.
+
+Adding a setting is adding one field to its class, e.g. in Variant:
+
+    min_ram: int = setting(Whole(1), default=4, help="RAM (GiB) an instance needs.")
+
+(no default: the key is required; `key="a.b"` when the key differs from the attribute or sits
+in a mapping of its own), then the value in catalog.yaml if it is not the default, and
+`sage-image list --settings --markdown > docs/catalog-reference.md`. A new section is a class
+of such fields and a `setting(Section(Cls), ...)` (or `Named(Cls)`) field where it belongs.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
+from importlib.resources import files
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+from ..settings import (
+    EVERY,
+    At,
+    Choice,
+    Duration,
+    Exactly,
+    Flag,
+    ListOf,
+    MapOf,
+    Named,
+    Parser,
+    Ref,
+    Section,
+    Template,
+    Text,
+    Whole,
+    mapping_key,
+    read_document,
+    setting,
+)
+from ..values import did_you_mean, parse_duration
+from ..yamlfile import Document, read_yaml
 from .elements import known_elements
 
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
+
 DEFAULT_CATALOG = Path(__file__).with_name("catalog.yaml")
-# What variants.*.checks may name: the test stage's check definitions, read here for their names
-# only (boottest/checks/model.py validates the rest when `sage-image test` loads them), so a
+# The check definitions of the test stage, read from its package's data for the names a variant
+# may list (boottest/checks/model.py validates the rest when `sage-image test` loads them), so a
 # misspelt check fails at `list`/`plan`/`build`, not at `test`.
-CHECKS_FILE = Path(__file__).resolve().parent.parent / "boottest" / "checks" / "checks.yaml"
+CHECK_DEFINITIONS = ("sage_image.boottest.checks", "checks.yaml")
+
 FAMILIES = ("ubuntu", "debian")
 DISK_FORMATS = ("qcow2", "raw")
-# site_kinds.*.virt: what `systemd-detect-virt --vm` says where the kind runs (none = bare metal).
+# What `systemd-detect-virt --vm` says where a site kind runs (none = bare metal).
 VIRT_KINDS = ("none", "vm")
-NTP_SERVER_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$")
 COMPRESSIONS = ("zlib", "zstd")
+VISIBILITIES = ("public", "community", "shared", "private")
+FIRMWARE = ("bios", "uefi")
+NTP_SERVER_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$")
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 K8S_VERSION_RE = re.compile(r"^1\.\d{1,2}$")
 # repo[:tag] where the tag is required, or repo@sha256:digest
 IMAGE_PIN_RE = re.compile(r"^[a-z0-9./_-]+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})$")
 QUANTITY_RE = re.compile(r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
-NAME_FIELDS = ("os", "arch_suffix", "release", "variant", "arch", "version")
-# Top-level sections owned by later stages (publish, kubernetes ...); each is parsed below.
-OPTIONAL_SECTIONS: tuple[str, ...] = ("kubernetes", "publish", "ci")
-# `ci.actions`: owner/repo@ a full commit id or an exact vX.Y.Z tag (never @v4 or @main).
+# Owner/repo@ a full commit id or an exact vX.Y.Z tag (never @v4 or @main).
 ACTION_PIN_RE = re.compile(r"^[\w.-]+/[\w.-]+@([0-9a-f]{40}|v\d+\.\d+\.\d+)$")
 CI_ACTIONS = ("checkout", "cache", "upload-artifact", "download-artifact")
-
+# The fields of an image name template, and of the name a replaced production image gets: the
+# production name, the replaced image's build date (YYYYMMDD), its build-timestamp, build-tag
+# and short source commit.
+NAME_FIELDS = ("os", "arch_suffix", "release", "variant", "arch", "version")
+BACKDATE_FIELDS = ("name", "date", "timestamp", "tag", "commit")
 
 # Partition roles a layout may use, with what each is in a GPT (sgdisk code, type GUID that
 # sfdisk/lsblk report) and in an MBR table (type byte); None: not possible in that table.
@@ -60,202 +100,6 @@ LAYOUT_ELEMENTS = ("block-device-efi", "block-device-gpt", "block-device-mbr")
 SIZE_RE = re.compile(r"^(\d+(MiB|GiB)|100%)$")
 SUFFIX_RE = re.compile(r"^[A-Za-z0-9-]*$")
 CONSOLE_RE = re.compile(r"^tty[A-Za-z0-9]+(,\d+)?$")
-
-
-@dataclass(frozen=True)
-class Partition:
-    name: str
-    role: str                  # a PARTITION_ROLES key
-    size: str                  # 550MiB, 8MiB, 100% (the rest of the disk)
-    fs: str | None = None      # None: no filesystem (the BIOS boot partition holds GRUB's core)
-    mount: str | None = None
-
-
-@dataclass(frozen=True)
-class Layout:
-    """A disk layout: the partition table diskimage-builder writes and the firmware it boots on."""
-
-    name: str
-    description: str
-    element: str               # the DIB block-device element (tells the bootloader what to install)
-    label: str                 # gpt / mbr
-    firmware: tuple[str, ...]  # bios, uefi: every firmware the image boots with
-    partitions: tuple[Partition, ...]
-
-    @property
-    def hw_firmware_type(self) -> str | None:
-        """Glance's hw_firmware_type: only for an image that boots one way (a hybrid sets none)."""
-        return self.firmware[0] if len(self.firmware) == 1 else None
-
-    def type_id(self, role: str) -> str:
-        """The partition type as sfdisk --json reports it (GUID for GPT, hex byte for MBR)."""
-        entry = PARTITION_ROLES[role][self.label]
-        return entry[1] if entry else ""
-
-
-@dataclass(frozen=True)
-class Arch:
-    name: str
-    dib_arch: str
-    qemu_arch: str
-    elements: tuple[str, ...]
-    suffix: str
-    layout: str = "mbr"
-    console: str = "ttyS0,115200"  # the kernel's serial console on this arch (manifest cmdline)
-
-
-@dataclass(frozen=True)
-class Release:
-    name: str
-    family: str
-    element: str
-    version: str
-    arches: tuple[str, ...]
-    mirrors: Mapping[str, str]
-    security_mirror: str | None = None
-    env: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def os_label(self) -> str:
-        """``Ubuntu22.04`` / ``Debian12``: the form Chameleon's image names use."""
-        return f"{self.family.title()}{self.version}"
-
-
-@dataclass(frozen=True)
-class CudaRelease:
-    """What a release's gpu image gets: on Debian the release's own packages decide it."""
-
-    release: str
-    version: str  # MAJOR.MINOR, e.g. "11.8": the toolkit the build must find installed
-    driver: str  # the NVIDIA driver branch, e.g. "535"
-
-
-@dataclass(frozen=True)
-class Cuda:
-    releases: Mapping[str, CudaRelease]
-    ubuntu_repo: str
-    ubuntu_keyring: str
-    debian_packages: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class PythonLock:
-    """A release's hash-pinned requirements file (every package, wheels for each arch)."""
-
-    release: str
-    python: str  # the release's own Python, e.g. "3.11": the venv is made with it
-    glibc: str  # its C library version: which manylinux wheels fit
-    file: Path  # absolute; written by scripts/python-lock
-
-
-@dataclass(frozen=True)
-class PythonEnv:
-    """A virtualenv of Python tools installed with ``pip --require-hashes`` from a lock."""
-
-    venv: str  # absolute path in the image
-    index_url: str  # default package index (``--pip-index-url`` overrides it)
-    requirements: tuple[str, ...]  # what the locks are made from (top-level only)
-    locks: Mapping[str, PythonLock]  # release -> lock
-
-
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    description: str
-    parent: str | None
-    elements: tuple[str, ...]
-    sources: tuple[str, ...]
-    name_template: str
-    min_free_gb: int
-    checks: tuple[str, ...]
-    arches: tuple[str, ...] | None = None
-    cuda: Cuda | None = None
-    python: PythonEnv | None = None
-    image_extra_mb: int | None = None  # the builder's default when unset
-    # Glance metadata of its published images (publish/metadata.py): the scs-0102-v2 purpose
-    # and the memory (MiB) it boots and passes its boot test with.
-    os_purpose: str = "custom"
-    min_ram: int = 2048
-
-
-@dataclass(frozen=True)
-class SiteKind:
-    name: str
-    elements: tuple[str, ...]
-    disk_format: str
-    virt: str = "none"  # VIRT_KINDS: how an image knows at boot it runs on this kind
-    firewall: bool = False  # host firewall on at boot (inbound SSH only)
-
-
-@dataclass(frozen=True)
-class Site:
-    name: str
-    kind: str
-    cloud: str
-    arches: tuple[str, ...]
-    ntp: tuple[str, ...] = ()  # the site's NTP servers; empty: the distribution's pool
-
-
-@dataclass(frozen=True)
-class Source:
-    name: str
-    url: str
-    commit: str
-    path: str  # absolute destination in the image
-
-
-@dataclass(frozen=True)
-class Builder:
-    repo: str
-    compression: str
-    image_size_gb: int | None
-    build_tag: str
-    cloud_init_datasources: str
-    image_extra_mb: int = 512
-
-
-@dataclass(frozen=True)
-class KubeResources:
-    """Requests and limits of one container (Kubernetes quantities, e.g. 100m, 128Mi)."""
-
-    cpu_request: str
-    memory_request: str
-    cpu_limit: str
-    memory_limit: str
-
-
-@dataclass(frozen=True)
-class Kubernetes:
-    """`sage-image vw k8s`: versions to validate against, pinned images, default resources."""
-
-    versions: tuple[str, ...]
-    image_registry: str
-    images: Mapping[str, str]
-    resources: Mapping[str, KubeResources]
-    job_backoff_limit: int
-    volume_size: str
-
-    def resources_for(self, container: str) -> KubeResources:
-        return self.resources.get(container) or self.resources["default"]
-
-
-# `publish.backdate` fields: the production name, the replaced image's build date (YYYYMMDD), its
-# build-timestamp, build-tag and short source commit.
-BACKDATE_FIELDS = ("name", "date", "timestamp", "tag", "commit")
-VISIBILITIES = ("public", "community", "shared", "private")
-FIRMWARE = ("bios", "uefi")
-DURATION_RE = re.compile(r"^(\d+)(d|w|mo|y)$")
-DURATION_DAYS = {"d": 1, "w": 7, "mo": 30, "y": 365}
-
-
-def parse_duration(text: str) -> int:
-    """`30d`, `6w`, `12mo`, `2y` -> days; ValueError on anything else."""
-    match = DURATION_RE.match(str(text).strip())
-    if not match:
-        raise ValueError(f"expected a duration like 30d, 6w, 12mo or 2y, got {text!r}")
-    return int(match.group(1)) * DURATION_DAYS[match.group(2)]
-
-
 # Image metadata (SCS scs-0102-v2, SovereignCloudStack/standards; Glance's "useful image
 # properties"): the values the standard allows. `oldgeneric` is not a variant's purpose: publish
 # gives it to a replaced `generic` image.
@@ -278,67 +122,578 @@ MANAGED_PROPERTIES = (
 SWIFT_CONTAINER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
-@dataclass(frozen=True)
+def check_definitions() -> Traversable:
+    """The test stage's checks.yaml, as its package's data."""
+    package, name = CHECK_DEFINITIONS
+    try:
+        return files(package) / name
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"cannot read check definitions: no package {package}") from exc
+
+
+def known_checks(source: Path | Traversable | None = None) -> tuple[str, ...]:
+    """The check names the test stage defines; ConfigError when they cannot be read (a catalog
+    is never accepted with its checks unchecked)."""
+    return _check_names(source or check_definitions())
+
+
+@lru_cache(maxsize=8)
+def _check_names(source: Path | Traversable) -> tuple[str, ...]:
+    doc = read_yaml(source, what="check definitions")
+    defined = doc.data.get("checks") if isinstance(doc.data, dict) else None
+    if not isinstance(defined, dict) or not defined:
+        raise doc.fail(("checks",), "expected a mapping of check definitions")
+    return tuple(str(name) for name in defined)
+
+
+# -- the kinds of value the catalog takes --------------------------------------------------------
+ELEMENT = Choice(known_elements, "element", plural="element names",
+                 human="an element name (this package's or diskimage-builder's)")
+CHECK = Choice(known_checks, "check", plural="check names",
+               human="a check name (defined in the test stage's checks.yaml)")
+URL = Text("an http(s) URL", plural="http(s) URLs", valid=r"^https?://[^\s/]+")
+COMMIT = Text("a full 40-character commit id", valid=COMMIT_RE.match,
+              error="pin a full 40-character commit id, got {value!r}")
+IMAGE_PATH = Text("an absolute path in the image",
+                  valid=lambda text: text.startswith("/") and ".." not in text.split("/"))
+MAJOR_MINOR = Text("MAJOR.MINOR", valid=r"^\d+\.\d+$")
+QUANTITY = Text("a Kubernetes quantity like 100m or 128Mi", valid=QUANTITY_RE.match)
+IMAGE_PIN = Text("an image pinned by a tag other than latest, or a digest",
+                 plural="pinned images",
+                 valid=lambda ref: bool(IMAGE_PIN_RE.match(ref)) and not ref.endswith(":latest"),
+                 error="pin by a tag other than latest, or a digest; got {value!r}")
+
+
+class RelativeFile(Parser):
+    """A file named relative to the catalog's folder (or absolute)."""
+
+    human = "a file path, relative to the catalog"
+
+    def parse(self, value: Any, at: At) -> Path:
+        return at.doc.path.parent / Text().parse(value, at)
+
+
+# -- disk layouts ----------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Partition:
+    name: str = setting(Text(), help="The partition's label.")
+    role: str = setting(
+        Choice(tuple(PARTITION_ROLES), "partition role"),
+        help="What it is: esp (the EFI system partition), bios-boot (GRUB's core for BIOS on "
+             "GPT) or root.")
+    size: str = setting(
+        Text("a size like 550MiB, 2GiB or 100%", valid=SIZE_RE.match),
+        help="Its size; 100% (the rest of the disk) for the last one only.")
+    fs: str | None = setting(
+        Choice(FILESYSTEMS, "filesystem"), default=None,
+        help="Its file system, set together with the mount point; unset: none (the BIOS boot "
+             "partition holds GRUB's core).")
+    mount: str | None = setting(
+        Text("an absolute path", valid=r"^/"), default=None,
+        help="Where it is mounted; exactly one partition is mounted at /.")
+
+    def validate(self, at: At) -> None:
+        if (self.fs is None) != (self.mount is None):
+            raise at.fail(f"a partition has both '{at.fs.key}' and '{at.mount.key}', or neither")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """A disk layout: the partition table diskimage-builder writes and the firmware it boots on."""
+
+    name: str = mapping_key()
+    description: str = setting(Text(), help="What the layout is and where it is used.")
+    element: str = setting(
+        Choice(LAYOUT_ELEMENTS, "block-device element"),
+        help="The diskimage-builder block-device element (it tells the bootloader step what to "
+             "install).")
+    label: str = setting(Choice(PARTITION_LABELS, "partition table"),
+                         help="The partition table.")
+    firmware: tuple[str, ...] = setting(
+        ListOf(Choice(FIRMWARE, "firmware", plural="firmware kinds (bios, uefi)")),
+        help="Every firmware the image boots with; publish sets hw_firmware_type only for a "
+             "single one.")
+    partitions: tuple[Partition, ...] = setting(
+        ListOf(Section(Partition), non_empty=True), help="The partitions, in disk order.")
+
+    @property
+    def hw_firmware_type(self) -> str | None:
+        """Glance's hw_firmware_type: only for an image that boots one way (a hybrid sets none)."""
+        return self.firmware[0] if len(self.firmware) == 1 else None
+
+    def type_id(self, role: str) -> str:
+        """The partition type as sfdisk --json reports it (GUID for GPT, hex byte for MBR)."""
+        entry = PARTITION_ROLES[role][self.label]
+        return entry[1] if entry else ""
+
+    def validate(self, at: At) -> None:
+        for i, part in enumerate(self.partitions):
+            if PARTITION_ROLES[part.role][self.label] is None:
+                raise at.partitions[i].role.fail(
+                    f"a {part.role} partition cannot be in an {self.label} table")
+        if [p.mount for p in self.partitions].count("/") != 1:
+            raise at.partitions.fail("exactly one partition must be mounted at /")
+        if any(p.size == "100%" for p in self.partitions[:-1]):
+            raise at.partitions.fail("only the last partition may take 100%")
+        roles = {p.role for p in self.partitions}
+        for firmware, needed in (("bios", "bios-boot"), ("uefi", "esp")):
+            # an MBR disk boots BIOS from its boot sector, without a partition for it
+            if firmware in self.firmware and needed not in roles \
+                    and not (firmware == "bios" and self.label == "mbr"):
+                raise at.firmware.fail(f"{firmware} boot needs a '{needed}' partition")
+
+
+# -- what images are built for and from --------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Arch:
+    name: str = mapping_key()
+    dib_arch: str = setting(Text(), help="The arch as diskimage-builder names it (ARCH).")
+    qemu_arch: str = setting(Text(), help="The arch as QEMU names it (qemu-system-ARCH).")
+    elements: tuple[str, ...] = setting(
+        ListOf(ELEMENT), help="Elements every image of this arch gets (a block-device element "
+                              "comes from the layout instead).")
+    suffix: str = setting(
+        Text("letters, digits and '-' (or \"\")", valid=SUFFIX_RE.match, empty=True),
+        help="Appended to image names ({arch_suffix}), e.g. -ARM64; may be empty.")
+    layout: str = setting(Ref(Layout, "layout"), help="Its disk layout.")
+    console: str = setting(
+        Text("a serial console like ttyS0,115200", valid=CONSOLE_RE.match),
+        help="The kernel's serial console on this arch (GRUB's, as diskimage-builder's "
+             "bootloader sets it per arch); the manifest records it.")
+
+    def validate(self, at: At) -> None:
+        for i, element in enumerate(self.elements):
+            if element in LAYOUT_ELEMENTS:
+                raise at.elements[i].fail(f"'{element}' comes from the layout; name a layout "
+                                          f"in {at.layout.dotted} instead")
+
+
+ARCH = Ref(Arch, "arch")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Release:
+    name: str = mapping_key()
+    family: str = setting(Choice(FAMILIES, "family"), help="The distribution.")
+    element: str = setting(ELEMENT, help="The element that installs it (e.g. debian-minimal).")
+    version: str = setting(
+        Text(), help="Its version: {os} in image names is the family and this (Debian12).")
+    arches: tuple[str, ...] = setting(ListOf(ARCH), help="The arches it is built for.")
+    mirrors: Mapping[str, str] = setting(
+        MapOf(URL, key=ARCH, required=lambda at: at.siblings.arches),
+        help="Its package mirror per arch: one for each arch it is built for.")
+    security_mirror: str | None = setting(URL, default=None,
+                                          help="Its security updates mirror; unset: none.")
+    env: Mapping[str, str] = setting(
+        MapOf(Text()), default={},
+        help="Environment variables diskimage-builder gets when it builds this release.")
+
+    @property
+    def os_label(self) -> str:
+        """``Ubuntu22.04`` / ``Debian12``: the form Chameleon's image names use."""
+        return f"{self.family.title()}{self.version}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    name: str = mapping_key()
+    url: str = setting(Text(), help="The repository.")
+    commit: str = setting(COMMIT, help="The commit it is pinned to.")
+    path: str = setting(IMAGE_PATH, help="Where it goes in the image.")
+
+
+# -- variants --------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class CudaRelease:
+    """What a release's gpu image gets: on Debian the release's own packages decide it."""
+
+    release: str = mapping_key()
+    version: str = setting(
+        MAJOR_MINOR, help="The CUDA toolkit version, e.g. 11.8: the build fails if the installed "
+                          "toolkit differs.")
+    driver: str = setting(Text("a driver branch number", valid=r"^\d+$"),
+                          help="The NVIDIA driver branch, e.g. 535.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cuda:
+    releases: Mapping[str, CudaRelease] = setting(
+        MapOf(Section(CudaRelease), key=Ref(Release, "release")),
+        help="The CUDA version and NVIDIA driver branch per release; a release missing here is "
+             "refused before building.")
+    ubuntu_repo: str = setting(
+        Text(), help="NVIDIA's repository for Ubuntu ({version_nodot}: the Ubuntu version "
+                     "without its dot).")
+    ubuntu_keyring: str = setting(Text(), help="The keyring package that pins that repository.")
+    debian_packages: tuple[str, ...] = setting(
+        ListOf(Text()), help="What Debian installs from non-free (nvidia-smi is only a "
+                             "Recommends of nvidia-driver, so it is named).")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PythonLock:
+    """A release's hash-pinned requirements file (every package, wheels for each arch)."""
+
+    release: str = mapping_key()
+    python: str = setting(MAJOR_MINOR,
+                          help="The release's own Python, e.g. 3.11: the venv is made with it.")
+    glibc: str = setting(MAJOR_MINOR, help="Its C library version: which manylinux wheels fit.")
+    file: Path = setting(RelativeFile(), help="The lock, written by scripts/python-lock.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PythonEnv:
+    """A virtualenv of Python tools installed with ``pip --require-hashes`` from a lock."""
+
+    venv: str = setting(IMAGE_PATH, help="Where the virtualenv goes in the image.")
+    index_url: str = setting(
+        Text(), help="The default package index (--pip-index-url overrides it).")
+    requirements: tuple[str, ...] = setting(
+        ListOf(Text()), help="What the locks are made from (top-level requirements only).")
+    locks: Mapping[str, PythonLock] = setting(
+        MapOf(Section(PythonLock), key=Ref(Release, "release")),
+        help="A lock per release; a release without one builds no image of this variant.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Variant:
+    name: str = mapping_key()
+    description: str = setting(Text(), help="What the image is for.")
+    parent: str | None = setting(
+        Text("a variant name"), default=None,
+        help="The variant it is built on: it inherits that one's elements, sources, checks, "
+             "arches and Python environment; unset: built on the release.")
+    elements: tuple[str, ...] = setting(
+        ListOf(ELEMENT), help="Its own elements, after its parent's.")
+    sources: tuple[str, ...] = setting(
+        ListOf(Ref(Source, "source")), default=(),
+        help="The sources its elements fetch, besides its parent's.")
+    name_template: str = setting(
+        Template("name template", NAME_FIELDS), key="name",
+        help="The image name; {os} is Ubuntu22.04 / Debian12 (family and version), "
+             "{arch_suffix} the arch's suffix.")
+    min_free_gb: int = setting(
+        Whole(), default=6, help="Free disk space (GiB) a build of it needs before it starts.")
+    checks: tuple[str, ...] = setting(
+        ListOf(CHECK), help="The boot-test checks its images must pass, besides its parent's.")
+    arches: tuple[str, ...] | None = setting(
+        ListOf(ARCH), default=None,
+        help="The only arches it may be built for (the narrowest along its parents counts); "
+             "unset: every arch.")
+    cuda: Cuda | None = setting(Section(Cuda), default=None,
+                                help="The NVIDIA driver and CUDA toolkit it installs.")
+    python: PythonEnv | None = setting(
+        Section(PythonEnv), default=None,
+        help="Python tools in a virtualenv first on cc's PATH (the system Python stays "
+             "untouched); a variant without one inherits its parent's.")
+    image_extra_mb: int | None = setting(
+        Whole(), default=None,
+        help="More space (MiB) than the builder's for its root file system beyond its content; "
+             "the largest along its parents counts. Unset: the builder's.")
+    os_purpose: str = setting(
+        Choice(OS_PURPOSES, "os_purpose"),
+        help="The scs-0102-v2 purpose of its published images (Glance os_purpose); backdating "
+             "makes a replaced generic image oldgeneric.")
+    min_ram: int = setting(
+        Whole(64, 1 << 20),
+        help="The memory (MiB) it boots and passes its boot test with: Glance's min_ram, so "
+             "Nova refuses a smaller flavor with a clear error.")
+
+
+# -- where images go -------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class SiteKind:
+    name: str = mapping_key()
+    elements: tuple[str, ...] = setting(ListOf(ELEMENT),
+                                        help="Elements every image for this kind gets.")
+    disk_format: str = setting(Choice(DISK_FORMATS, "disk format"),
+                               help="The disk format its Glance gets.")
+    virt: str = setting(
+        Choice(VIRT_KINDS, "virt"),
+        help="What `systemd-detect-virt --vm` says there: none (bare metal) or vm (any "
+             "hypervisor). One image serves every kind; it decides at boot which it is on.")
+    firewall: bool = setting(
+        Flag(), help="The host firewall (inbound SSH only) is on at boot. Bare-metal sites "
+                     "have no security groups; KVM sites do.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Site:
+    name: str = mapping_key()
+    kind: str = setting(Ref(SiteKind, "site kind"), help="What kind of site it is.")
+    cloud: str = setting(Text(), help="Its entry in clouds.yaml.")
+    arches: tuple[str, ...] = setting(ListOf(ARCH), help="The arches its machines have.")
+    ntp: tuple[str, ...] = setting(
+        ListOf(Text("a host name or address", plural="host names or addresses",
+                    valid=NTP_SERVER_RE.match)), default=(),
+        help="Its NTP servers for chrony (Chameleon's sites firewall public NTP); an image gets "
+             "those of every site it targets. Empty: the distribution's pool.")
+
+
+# -- the stages ------------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
+class Builder:
+    repo: str = setting(
+        Text(), help="Recorded as build-repo on every image (Chameleon's own tooling reads it).")
+    compression: str = setting(
+        Choice(COMPRESSIONS, "compression"),
+        help="qcow2 compression: zlib is readable by every Chameleon site; zstd needs "
+             "OpenStack Xena or newer.")
+    image_size_gb: int | None = setting(
+        Whole(1), default=None,
+        help="A fixed image size (GiB); unset: diskimage-builder sizes the image to its "
+             "content, plus the extra space below.")
+    build_tag: str = setting(
+        Text(), help="build-tag as Chameleon's tooling expects it: a stable prefix plus the "
+                     "build time ({version}, {timestamp}).")
+    cloud_init_datasources: str = setting(
+        Text(), help="cloud-init's data sources: Chameleon delivers metadata by config drive "
+                     "or the OpenStack metadata service; NoCloud lets a boot test (or a user) "
+                     "seed an instance without OpenStack.")
+    image_extra_mb: int = setting(
+        Whole(), default=512,
+        help="Space (MiB) added to the root file system beyond its content (cloud-init grows "
+             "the root at boot); the file system's own overhead comes out of it. A variant may "
+             "ask for more.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class KubeResources:
+    """Requests and limits of one container (Kubernetes quantities, e.g. 100m, 128Mi)."""
+
+    cpu_request: str = setting(QUANTITY, key="requests.cpu", help="CPU it is guaranteed.")
+    memory_request: str = setting(QUANTITY, key="requests.memory",
+                                  help="Memory it is guaranteed.")
+    cpu_limit: str = setting(QUANTITY, key="limits.cpu", help="CPU it may use at most.")
+    memory_limit: str = setting(QUANTITY, key="limits.memory",
+                                help="Memory it may use at most.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Kubernetes:
+    """`sage-image vw k8s`: versions to validate against, pinned images, default resources."""
+
+    versions: tuple[str, ...] = setting(
+        ListOf(Text("MAJOR.MINOR like 1.32", plural="versions (MAJOR.MINOR like 1.32)",
+                    valid=K8S_VERSION_RE.match)),
+        help="Kubernetes versions the generated manifests are schema-checked against.")
+    image_registry: str = setting(
+        Text(), help="Prepended to every image below; point it at your mirror "
+                     "(--image-registry overrides it).")
+    images: Mapping[str, str] = setting(
+        MapOf(IMAGE_PIN, placeholder="component"),
+        help="Virtual Waggle's images, each pinned (never latest).")
+    resources: Mapping[str, KubeResources] = setting(
+        MapOf(Section(KubeResources), required=("default",), placeholder="container"),
+        help="Requests and limits per container; a container not named here gets default's.")
+    job_backoff_limit: int = setting(
+        Whole(0, 20), help="How often a failing shovel setup Job is retried before it is "
+                           "marked failed.")
+    volume_size: str = setting(
+        QUANTITY, help="The size of each PersistentVolumeClaim (made only with "
+                       "--storage-class).")
+
+    def resources_for(self, container: str) -> KubeResources:
+        return self.resources.get(container) or self.resources["default"]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ImageMetadataPolicy:
     """`publish.metadata`: what every published image promises its users (scs-0102-v2)."""
 
-    image_source: str = "{repo}/tree/{commit}"
-    image_description: str = "{repo}/blob/{commit}/README.md"
-    image_original_user: str = "cc"
-    replace_frequency: str = "monthly"
-    provided_until: str = "notice"
-    uuid_validity: str = "last-2"
-    hotfix_hours: int | None = 0
-    hw_disk_bus: str = "virtio"
-    hw_rng_model: str | None = "virtio"
-    # site kind -> properties only that kind's images get (hypervisor_type on KVM sites)
-    site_kinds: Mapping[str, Mapping[str, str]] = field(
-        default_factory=lambda: MappingProxyType({}))
+    image_source: str = setting(
+        Template("template", METADATA_FIELDS), default="{repo}/tree/{commit}",
+        help="Where a user gets the sources of this exact build: {repo} (build-repo), {commit} "
+             "(build-repo-commit), {tag} (build-tag), {name}, {variant}, {release}, {arch}.")
+    image_description: str = setting(
+        Template("template", METADATA_FIELDS), default="{repo}/blob/{commit}/README.md",
+        help="Where the image's write-up is (the same fields).")
+    image_original_user: str = setting(
+        Text(), default="cc", help="The login user cloud-init gives the key to.")
+    replace_frequency: str = setting(
+        Choice(REPLACE_FREQUENCIES, "replace_frequency"), default="monthly",
+        help="A promise: a new image under the same name at least this often.")
+    provided_until: str = setting(
+        Text("YYYY-MM-DD, none or notice",
+             valid=lambda v: v in ("none", "notice") or DATE_RE.match(v) is not None),
+        default="notice", help="Until when images of the name are provided.")
+    uuid_validity: str = setting(
+        Text("none, notice, forever, last-N or YYYY-MM-DD", valid=UUID_VALIDITY_RE.match),
+        default="last-2",
+        help="How long a replaced image stays bootable by its ID (last-N: the newest N "
+             "replaced versions; N may not exceed publish.prune.keep).")
+    hotfix_hours: int | None = setting(
+        Whole(), default=None, help="Hours to a fix of a critical bug; unset: no promise.")
+    hw_disk_bus: str = setting(Choice(DISK_BUSES, "hw_disk_bus"), default="virtio",
+                               help="The disk bus the image expects (the boot test's).")
+    hw_rng_model: str | None = setting(
+        Choice(RNG_MODELS, "hw_rng_model"), default=None,
+        help="The random number device it uses; unset: none is asked for.")
+    site_kinds: Mapping[str, Mapping[str, str]] = setting(
+        MapOf(MapOf(Text()), key=Ref(SiteKind, "site kind")), default={},
+        help="Properties only one site kind's images get (hypervisor_type on KVM sites).")
+
+    def validate(self, at: At) -> None:
+        for kind, props in self.site_kinds.items():
+            for key, value in props.items():
+                if key == "hypervisor_type" and value not in HYPERVISOR_TYPES:
+                    raise at.site_kinds[kind][key].fail(
+                        f"unknown hypervisor_type '{value}'{did_you_mean(value, HYPERVISOR_TYPES)}"
+                        f" (known: {', '.join(HYPERVISOR_TYPES)})")
+                if key != "hypervisor_type" and key in MANAGED_PROPERTIES:
+                    raise at.site_kinds[kind][key].fail(
+                        f"'{key}' is the same at every site: set it in "
+                        f"{at.dotted}, not per site kind")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Publish:
     """`sage-image publish` / `prune`: naming, visibility and lifecycle of published images."""
 
-    backdate: str = "{name}-{date}"
-    visibility: str = "public"
-    properties: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
-    hide_after_days: int = 365
-    delete_after_days: int = 548
-    keep: int = 2
-    metadata: ImageMetadataPolicy = field(default_factory=ImageMetadataPolicy)
-    # the Swift container at each site that keeps each build's manifest, SBOM and package list
-    container: str = "sage-images"
+    backdate: str = setting(
+        Template("scheme", BACKDATE_FIELDS, needs=("name",)), default="{name}-{date}",
+        help="The name the replaced production image gets: {name} (the production name), "
+             "{date} (YYYYMMDD of its build-timestamp), {timestamp}, {tag} (build-tag), "
+             "{commit} (short). A name already taken at the site gets .1, .2 ... appended.")
+    visibility: str = setting(Choice(VISIBILITIES, "visibility"), default="public",
+                              help="The Glance visibility of published images.")
+    properties: Mapping[str, str] = setting(
+        MapOf(Text()), default={}, help="Extra Glance properties set on every published image.")
+    hide_after_days: int = setting(
+        Duration(), key="prune.hide_after", default=parse_duration("12mo"),
+        help="Backdated images disappear from listings (os_hidden) this long after being "
+             "replaced ...")
+    delete_after_days: int = setting(
+        Duration(), key="prune.delete_after", default=parse_duration("18mo"),
+        help="... and are deleted this long after being replaced ...")
+    keep: int = setting(Whole(), key="prune.keep", default=2,
+                        help="... except the newest N backdated versions, whatever their age.")
+    metadata: ImageMetadataPolicy = setting(
+        Section(ImageMetadataPolicy), default=ImageMetadataPolicy(),
+        help="The standard metadata every published image carries (docs/publishing.md).")
+    container: str = setting(
+        Text("a Swift container name (letters, digits, '.', '_', '-')",
+             valid=SWIFT_CONTAINER_RE.match),
+        default="sage-images",
+        help="The container at each site's object store that keeps each build's manifest, SBOM "
+             "and package list (versions/<build-tag>/) and a current/<name> pointer, as "
+             "Chameleon's chameleon-supported-images does.")
+
+    def validate(self, at: At) -> None:
+        for key in self.properties:
+            if key in MANAGED_PROPERTIES:
+                raise at.properties[key].fail(
+                    f"'{key}' is set by publish itself ({at.metadata.dotted}, variants.*."
+                    "os_purpose/min_ram); remove it here")
+        validity = self.metadata.uuid_validity
+        if validity.startswith("last-") and int(validity[5:]) > self.keep:
+            raise at.metadata.uuid_validity.fail(
+                f"{validity} promises more replaced versions than prune keeps "
+                f"({at.keep.dotted}: {self.keep})")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CI:
     """`sage-image ci github|k8s`: what the generated workflow and Jobs run on, all pinned."""
 
-    container: str  # image of every build/test/publish job (GitHub job container, k8s pods)
-    wait_image: str  # k8s init containers that wait on the shared volume
-    runners: Mapping[str, str]  # arch -> GitHub runs-on label, a fixed version (never *-latest)
-    actions: Mapping[str, str]  # CI_ACTIONS -> owner/repo@pin
-    auth_urls: Mapping[str, str]  # site -> Keystone URL for the clouds.yaml CI writes
-    resources: KubeResources  # each k8s build/test/publish container
-    cache_size: str = "200Gi"  # the k8s shared cache volume
-    retention_days: int = 3  # GitHub artifacts (images between jobs)
+    container: str = setting(
+        IMAGE_PIN, help="The image of every build/test/publish job (GitHub's job container, "
+                        "Kubernetes' pods); scripts/setup installs the rest into it.")
+    wait_image: str = setting(
+        IMAGE_PIN, help="Kubernetes init containers that wait for a parent's layer on the "
+                        "shared volume.")
+    runners: Mapping[str, str] = setting(
+        MapOf(Text("a runner label with a fixed version", plural="runner labels",
+                   valid=lambda label: not label.endswith("-latest"),
+                   error="pin a runner version, not {value!r}"),
+              key=ARCH, required=EVERY),
+        help="The GitHub runner label per arch, a fixed version (never -latest): every job of "
+             "an image runs on a native runner of its arch.")
+    actions: Mapping[str, str] = setting(
+        MapOf(Text("owner/repo@ a full commit id or vX.Y.Z", plural="pinned actions",
+                   valid=ACTION_PIN_RE.match,
+                   error="pin owner/repo@ a full commit id or vX.Y.Z, got {value!r}"),
+              key=Choice(CI_ACTIONS, "action"), required=EVERY),
+        help="The GitHub actions the workflow uses, each pinned.")
+    auth_urls: Mapping[str, str] = setting(
+        MapOf(URL, key=Ref(Site, "site")),
+        help="Keystone of each site, for the clouds.yaml a publish job writes from repository "
+             "secrets (<SITE>_APPLICATION_CREDENTIAL_ID / _SECRET).")
+    resources: KubeResources = setting(
+        Section(KubeResources), help="Each Kubernetes build/test/publish container.")
+    cache_size: str = setting(
+        QUANTITY, default="200Gi",
+        help="The Kubernetes shared volume: layers, DIB caches and each run's images.")
+    retention_days: int = setting(
+        Whole(1, 90), default=3,
+        help="How long GitHub keeps the artifacts that carry images from job to job.")
 
 
-@dataclass(frozen=True)
+# -- the catalog -----------------------------------------------------------------------------
+@dataclass(frozen=True, kw_only=True)
 class Catalog:
+    """Everything the builder knows. The sections are read in this order: each may name
+    entries of the ones above it."""
+
     path: Path
-    builder: Builder
-    arches: Mapping[str, Arch]
-    releases: Mapping[str, Release]
-    variants: Mapping[str, Variant]
-    site_kinds: Mapping[str, SiteKind]
-    sites: Mapping[str, Site]
-    sources: Mapping[str, Source]
-    layouts: Mapping[str, Layout] = field(default_factory=lambda: MappingProxyType({}))
-    kubernetes: Kubernetes | None = None
-    publish: Publish = field(default_factory=Publish)
-    ci: CI | None = None
+    document: Document = field(repr=False, compare=False)  # for errors found after loading
+    schema: int = setting(Exactly(1, error="unsupported schema {value!r} (this tool reads 1)"),
+                          help="The catalog format's version.")
+    builder: Builder = setting(Section(Builder), help="How every image is built.")
+    layouts: Mapping[str, Layout] = setting(
+        Named(Layout), help="Disk layouts: the partition table, the element that installs the "
+                            "bootloader, the firmware an image boots with.")
+    arches: Mapping[str, Arch] = setting(Named(Arch), help="The arches images are built for.")
+    releases: Mapping[str, Release] = setting(
+        Named(Release), help="The distribution releases images are built from.")
+    site_kinds: Mapping[str, SiteKind] = setting(
+        Named(SiteKind), help="Kinds of Chameleon site (bare metal, KVM).")
+    sites: Mapping[str, Site] = setting(
+        Named(Site), help="The Chameleon sites images are published to.")
+    sources: Mapping[str, Source] = setting(
+        Named(Source), help="Every repository an element fetches, pinned to a full commit id "
+                            "(--source NAME=URL_OR_PATH[@COMMIT] overrides one).")
+    variants: Mapping[str, Variant] = setting(
+        Named(Variant), help="The images: each built for every release, on its parent's layer.")
+    kubernetes: Kubernetes | None = setting(
+        Section(Kubernetes), default=None,
+        help="Virtual Waggle on Kubernetes (`sage-image vw k8s`, which needs it).")
+    publish: Publish = setting(
+        Section(Publish), default=Publish(),
+        help="Naming, visibility and lifecycle of published images (`publish`, `images`, "
+             "`prune`).")
+    ci: CI | None = setting(
+        Section(CI), default=None,
+        help="What the generated CI runs on (`sage-image ci github|k8s`, which need it).")
+
+    def validate(self, at: At) -> None:
+        for name, variant in self.variants.items():
+            seen = {name}
+            parent = variant.parent
+            while parent is not None:
+                if parent not in self.variants:
+                    raise at.variants[name].parent.fail(
+                        f"unknown variant '{parent}'{did_you_mean(parent, self.variants)}")
+                if parent in seen:
+                    raise at.variants[name].parent.fail("parents form a cycle")
+                seen.add(parent)
+                parent = self.variants[parent].parent
+
+    @property
+    def where(self) -> At:
+        """The catalog's top, to name a setting by attribute (`catalog.where.variants["sage"]
+        .min_free_gb.dotted`) or fail at its line, without spelling its key again."""
+        return At(self.document, (), Section(Catalog), {})
+
+    def require_checks(self, defined: Collection[str], *, hint: str) -> None:
+        """Every check a variant names is in `defined` (another set of definitions than the
+        package's, e.g. --checks-file); ConfigError at the variant's line if not."""
+        for variant in self.variants.values():
+            for i, name in enumerate(variant.checks):
+                if name not in defined:
+                    error = self.where.variants[variant.name].checks[i].fail(
+                        f"unknown check '{name}'{did_you_mean(name, defined)}")
+                    raise ConfigError(error.message, hint=hint)
 
     def variant_chain(self, name: str) -> tuple[Variant, ...]:
         """The variant and its ancestors, the root (base) first."""
@@ -391,598 +746,6 @@ class Catalog:
 def load_catalog(path: Path | None = None) -> Catalog:
     """Read and validate a catalog file; raise ConfigError naming file, line and setting."""
     path = Path(path) if path else DEFAULT_CATALOG
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read catalog: {exc.strerror}") from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: not valid YAML: {problem}") from exc
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _index_lines(node, (), lines)
-    return _Parser(path, lines).catalog(data)
-
-
-def _index_lines(node: yaml.Node, here: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out[here] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            out[here + (key.value,)] = key.start_mark.line + 1
-            _index_lines(value, here + (key.value,), out)
-            out[here + (key.value,)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, here + (i,), out)
-
-
-def _dotted(where: tuple[Any, ...]) -> str:
-    text = ""
-    for part in where:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-@lru_cache(maxsize=1)
-def known_checks() -> tuple[str, ...] | None:
-    """Check names CHECKS_FILE defines; None if it is unreadable (`sage-image test` says why)."""
-    try:
-        data = yaml.safe_load(CHECKS_FILE.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    checks = data.get("checks") if isinstance(data, dict) else None
-    return tuple(str(name) for name in checks) if isinstance(checks, dict) else None
-
-
-def did_you_mean(value: str, choices: Iterator[str] | Mapping[str, Any] | tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(value, list(choices), n=1)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
-class _Parser:
-    """Turns the raw YAML into dataclasses; every check reports file:line: setting."""
-
-    def __init__(self, path: Path, lines: dict[tuple[Any, ...], int]) -> None:
-        self.path = path
-        self.lines = lines
-
-    # -- error helpers ---------------------------------------------------------------------
-    def fail(self, where: tuple[Any, ...], message: str) -> ConfigError:
-        probe = where
-        while probe and probe not in self.lines:
-            probe = probe[:-1]
-        line = self.lines.get(probe)
-        loc = f"{self.path.name}:{line}" if line else self.path.name
-        return ConfigError(f"{loc}: {_dotted(where)}: {message}",
-                           hint=f"edit {self.path} and run 'sage-image list' to check it")
-
-    def mapping(self, value: Any, where: tuple[Any, ...], *, required: tuple[str, ...] = (),
-                optional: tuple[str, ...] = ()) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(where, f"expected a mapping, got {type(value).__name__}")
-        for key in required:
-            if key not in value:
-                raise self.fail(where, f"missing required setting '{key}'")
-        allowed = required + optional
-        for key in value:
-            if key not in allowed:
-                raise self.fail(where + (key,), f"unknown setting '{key}'{did_you_mean(str(key), allowed)}")
-        return value
-
-    def string(self, value: Any, where: tuple[Any, ...]) -> str:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = str(value)
-        if not isinstance(value, str) or not value:
-            raise self.fail(where, f"expected a non-empty string, got {value!r}")
-        return value
-
-    def strings(self, value: Any, where: tuple[Any, ...]) -> tuple[str, ...]:
-        if not isinstance(value, list):
-            raise self.fail(where, f"expected a list, got {type(value).__name__}")
-        return tuple(self.string(v, where + (i,)) for i, v in enumerate(value))
-
-    def choice(self, value: Any, where: tuple[Any, ...], choices: Any, what: str) -> str:
-        text = self.string(value, where)
-        if text not in choices:
-            raise self.fail(where, f"unknown {what} '{text}'{did_you_mean(text, choices)}"
-                                   f" (known: {', '.join(choices)})")
-        return text
-
-    def choices(self, value: Any, where: tuple[Any, ...], choices: Any, what: str) -> tuple[str, ...]:
-        items = self.strings(value, where)
-        for i, item in enumerate(items):
-            self.choice(item, where + (i,), choices, what)
-        return items
-
-    def whole(self, value: Any, where: tuple[Any, ...]) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise self.fail(where, f"expected a whole number, got {value!r}")
-        return value
-
-    def env(self, value: Any, where: tuple[Any, ...]) -> Mapping[str, str]:
-        raw = self.mapping(value or {}, where, optional=tuple(value or {}))
-        return MappingProxyType({str(k): self.string(v, where + (k,)) for k, v in raw.items()})
-
-    # -- sections ----------------------------------------------------------------------------
-    def catalog(self, data: Any) -> Catalog:
-        top = self.mapping(data, (), required=("schema", "builder", "layouts", "arches",
-                                               "releases", "variants", "site_kinds", "sites",
-                                               "sources"),
-                           optional=OPTIONAL_SECTIONS)
-        if top["schema"] != 1:
-            raise self.fail(("schema",), f"unsupported schema {top['schema']!r} (this tool reads 1)")
-        elements = known_elements()
-        layouts = {k: self.layout(k, v) for k, v in self.section(top, "layouts").items()}
-        arches = {k: self.arch(k, v, elements, layouts) for k, v in self.mapping(
-            top["arches"], ("arches",), optional=tuple(top["arches"] or {})).items()}
-        sources = {k: self.source(k, v) for k, v in self.section(top, "sources").items()}
-        releases = {k: self.release(k, v, arches, elements)
-                    for k, v in self.section(top, "releases").items()}
-        kinds = {k: self.site_kind(k, v, elements) for k, v in self.section(top, "site_kinds").items()}
-        sites = {k: self.site(k, v, kinds, arches) for k, v in self.section(top, "sites").items()}
-        variants = {k: self.variant(k, v, arches, sources, elements, known_checks(), releases)
-                    for k, v in self.section(top, "variants").items()}
-        self.check_parents(variants)
-        return Catalog(
-            path=self.path, builder=self.builder(top["builder"]),
-            arches=MappingProxyType(arches), releases=MappingProxyType(releases),
-            variants=MappingProxyType(variants), site_kinds=MappingProxyType(kinds),
-            sites=MappingProxyType(sites), sources=MappingProxyType(sources),
-            layouts=MappingProxyType(layouts),
-            kubernetes=self.kubernetes(top["kubernetes"]) if "kubernetes" in top else None,
-            publish=self.publish(top["publish"], kinds) if "publish" in top else Publish(),
-            ci=self.ci(top["ci"], sites, arches) if "ci" in top else None,
-        )
-
-    def section(self, top: dict[str, Any], name: str) -> dict[str, Any]:
-        value = top[name]
-        if not isinstance(value, dict) or not value:
-            raise self.fail((name,), "expected a non-empty mapping")
-        return value
-
-    def builder(self, raw: Any) -> Builder:
-        w = ("builder",)
-        b = self.mapping(raw, w, required=("repo", "compression", "build_tag",
-                                           "cloud_init_datasources"),
-                         optional=("image_size_gb", "image_extra_mb"))
-        size = b.get("image_size_gb")
-        if size is not None and (not isinstance(size, int) or size < 1):
-            raise self.fail(w + ("image_size_gb",), f"expected a whole number of GiB, got {size!r}")
-        return Builder(repo=self.string(b["repo"], w + ("repo",)),
-                       compression=self.choice(b["compression"], w + ("compression",),
-                                               COMPRESSIONS, "compression"),
-                       image_size_gb=size, build_tag=self.string(b["build_tag"], w + ("build_tag",)),
-                       cloud_init_datasources=self.string(b["cloud_init_datasources"],
-                                                          w + ("cloud_init_datasources",)),
-                       image_extra_mb=self.whole(b.get("image_extra_mb", 512),
-                                                 w + ("image_extra_mb",)))
-
-    def arch(self, name: str, raw: Any, elements: frozenset[str],
-             layouts: dict[str, Layout]) -> Arch:
-        w = ("arches", name)
-        a = self.mapping(raw, w, required=("dib_arch", "qemu_arch", "elements", "suffix",
-                                           "layout", "console"))
-        arch_elements = self.choices(a["elements"], w + ("elements",), elements, "element")
-        for i, element in enumerate(arch_elements):
-            if element in LAYOUT_ELEMENTS:
-                raise self.fail(w + ("elements", i), f"'{element}' comes from the layout; "
-                                                     "name a layout in arches.*.layout instead")
-        return Arch(name=name, dib_arch=self.string(a["dib_arch"], w + ("dib_arch",)),
-                    qemu_arch=self.string(a["qemu_arch"], w + ("qemu_arch",)),
-                    elements=arch_elements, suffix=self.suffix(a["suffix"], w + ("suffix",)),
-                    layout=self.choice(a["layout"], w + ("layout",), layouts, "layout"),
-                    console=self.console(a["console"], w + ("console",)))
-
-    def suffix(self, value: Any, where: tuple[Any, ...]) -> str:
-        """Part of image names: empty, or letters, digits and dashes (e.g. -ARM64)."""
-        text = "" if value in (None, "") else self.string(value, where)
-        if not SUFFIX_RE.match(text):
-            raise self.fail(where, f"expected letters, digits and '-' (or \"\"), got {text!r}")
-        return text
-
-    def console(self, value: Any, where: tuple[Any, ...]) -> str:
-        text = self.string(value, where)
-        if not CONSOLE_RE.match(text):
-            raise self.fail(where, f"expected a serial console like ttyS0,115200, got {text!r}")
-        return text
-
-    def url(self, value: Any, where: tuple[Any, ...]) -> str:
-        text = self.string(value, where)
-        if not re.match(r"^https?://[^\s/]+", text):
-            raise self.fail(where, f"expected an http(s) URL, got {text!r}")
-        return text
-
-    def layout(self, name: str, raw: Any) -> Layout:
-        w = ("layouts", name)
-        lay = self.mapping(raw, w, required=("description", "element", "label", "firmware",
-                                             "partitions"))
-        label = self.choice(lay["label"], w + ("label",), PARTITION_LABELS, "partition table")
-        if not isinstance(lay["partitions"], list) or not lay["partitions"]:
-            raise self.fail(w + ("partitions",), "expected a non-empty list of partitions")
-        parts = tuple(self.partition(p, w + ("partitions", i), label)
-                      for i, p in enumerate(lay["partitions"]))
-        if [p.mount for p in parts].count("/") != 1:
-            raise self.fail(w + ("partitions",), "exactly one partition must be mounted at /")
-        if any(p.size == "100%" for p in parts[:-1]):
-            raise self.fail(w + ("partitions",), "only the last partition may take 100%")
-        firmware = self.choices(lay["firmware"], w + ("firmware",), FIRMWARE, "firmware")
-        roles = {p.role for p in parts}
-        for i, needed in (("bios", "bios-boot"), ("uefi", "esp")):
-            if i in firmware and needed not in roles and not (i == "bios" and label == "mbr"):
-                raise self.fail(w + ("firmware",), f"{i} boot needs a '{needed}' partition")
-        return Layout(name=name, description=self.string(lay["description"], w + ("description",)),
-                      element=self.choice(lay["element"], w + ("element",), LAYOUT_ELEMENTS,
-                                          "block-device element"),
-                      label=label, firmware=firmware, partitions=parts)
-
-    def partition(self, raw: Any, w: tuple[Any, ...], label: str) -> Partition:
-        p = self.mapping(raw, w, required=("name", "role", "size"), optional=("fs", "mount"))
-        role = self.choice(p["role"], w + ("role",), PARTITION_ROLES, "partition role")
-        if PARTITION_ROLES[role][label] is None:
-            raise self.fail(w + ("role",), f"a {role} partition cannot be in an {label} table")
-        size = self.string(p["size"], w + ("size",))
-        if not SIZE_RE.match(size):
-            raise self.fail(w + ("size",), f"expected a size like 550MiB, 2GiB or 100%, got {size!r}")
-        fs = self.choice(p["fs"], w + ("fs",), FILESYSTEMS, "filesystem") if "fs" in p else None
-        mount = self.string(p["mount"], w + ("mount",)) if "mount" in p else None
-        if (fs is None) != (mount is None):
-            raise self.fail(w, "a partition has both 'fs' and 'mount', or neither")
-        if mount is not None and not mount.startswith("/"):
-            raise self.fail(w + ("mount",), f"expected an absolute path, got {mount!r}")
-        return Partition(name=self.string(p["name"], w + ("name",)), role=role, size=size,
-                         fs=fs, mount=mount)
-
-    def release(self, name: str, raw: Any, arches: dict[str, Arch],
-                elements: frozenset[str]) -> Release:
-        w = ("releases", name)
-        r = self.mapping(raw, w, required=("family", "element", "version", "arches", "mirrors"),
-                         optional=("security_mirror", "env"))
-        rel_arches = self.choices(r["arches"], w + ("arches",), arches, "arch")
-        mirrors = self.mapping(r["mirrors"], w + ("mirrors",), required=rel_arches,
-                               optional=tuple(arches))
-        for arch, url in mirrors.items():
-            self.url(url, w + ("mirrors", arch))
-        return Release(
-            name=name, family=self.choice(r["family"], w + ("family",), FAMILIES, "family"),
-            element=self.choice(r["element"], w + ("element",), elements, "element"),
-            version=self.string(r["version"], w + ("version",)), arches=rel_arches,
-            mirrors=MappingProxyType(dict(mirrors)),
-            security_mirror=(self.url(r["security_mirror"], w + ("security_mirror",))
-                             if "security_mirror" in r else None),
-            env=self.env(r.get("env"), w + ("env",)),
-        )
-
-    def variant(self, name: str, raw: Any, arches: dict[str, Arch], sources: dict[str, Source],
-                elements: frozenset[str], checks: tuple[str, ...] | None,
-                releases: Mapping[str, Release]) -> Variant:
-        w = ("variants", name)
-        v = self.mapping(raw, w, required=("description", "elements", "name", "checks",
-                                           "os_purpose", "min_ram"),
-                         optional=("parent", "sources", "min_free_gb", "arches", "cuda", "python",
-                                   "image_extra_mb"))
-        template = self.string(v["name"], w + ("name",))
-        try:
-            template.format(**{f: "x" for f in NAME_FIELDS})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise self.fail(w + ("name",), f"bad name template {template!r}: unknown field {exc}"
-                                           f" (fields: {', '.join(NAME_FIELDS)})") from exc
-        return Variant(
-            name=name, description=self.string(v["description"], w + ("description",)),
-            parent=v.get("parent"),
-            elements=self.choices(v["elements"], w + ("elements",), elements, "element"),
-            sources=self.choices(v.get("sources", []), w + ("sources",), sources, "source"),
-            name_template=template,
-            min_free_gb=self.whole(v.get("min_free_gb", 6), w + ("min_free_gb",)),
-            checks=(self.choices(v["checks"], w + ("checks",), checks, "check")
-                    if checks is not None else self.strings(v["checks"], w + ("checks",))),
-            arches=(self.choices(v["arches"], w + ("arches",), arches, "arch")
-                    if "arches" in v else None),
-            cuda=self.cuda(v["cuda"], w + ("cuda",), releases) if "cuda" in v else None,
-            python=self.python(v["python"], w + ("python",)) if "python" in v else None,
-            image_extra_mb=(self.whole(v["image_extra_mb"], w + ("image_extra_mb",))
-                            if "image_extra_mb" in v else None),
-            os_purpose=self.choice(v["os_purpose"], w + ("os_purpose",), OS_PURPOSES, "os_purpose"),
-            min_ram=self.min_ram(v["min_ram"], w + ("min_ram",)),
-        )
-
-    def min_ram(self, value: Any, where: tuple[Any, ...]) -> int:
-        # scs-0102's conformance test warns below 64 MiB; no image of ours boots with that little
-        if isinstance(value, bool) or not isinstance(value, int) or not 64 <= value <= 1 << 20:
-            raise self.fail(where, f"expected MiB as a whole number from 64 to 1048576, got {value!r}")
-        return value
-
-    def python(self, raw: Any, w: tuple[Any, ...]) -> PythonEnv:
-        p = self.mapping(raw, w, required=("venv", "index_url", "requirements", "locks"))
-        venv = self.string(p["venv"], w + ("venv",))
-        if not venv.startswith("/") or ".." in venv.split("/"):
-            raise self.fail(w + ("venv",), f"expected an absolute path in the image, got {venv!r}")
-        locks = self.mapping(p["locks"], w + ("locks",), optional=tuple(p["locks"] or {}))
-        return PythonEnv(
-            venv=venv, index_url=self.string(p["index_url"], w + ("index_url",)),
-            requirements=self.strings(p["requirements"], w + ("requirements",)),
-            locks=MappingProxyType({r: self.python_lock(r, v, w + ("locks", r))
-                                    for r, v in locks.items()}))
-
-    def python_lock(self, release: str, raw: Any, w: tuple[Any, ...]) -> PythonLock:
-        lock = self.mapping(raw, w, required=("python", "glibc", "file"))
-        for key in ("python", "glibc"):
-            if not re.match(r"^\d+\.\d+$", self.string(lock[key], w + (key,))):
-                raise self.fail(w + (key,), f"expected MAJOR.MINOR, got {lock[key]!r}")
-        return PythonLock(release=release, python=str(lock["python"]), glibc=str(lock["glibc"]),
-                          file=self.path.parent / self.string(lock["file"], w + ("file",)))
-
-    def cuda(self, raw: Any, w: tuple[Any, ...], releases: Mapping[str, Any]) -> Cuda:
-        c = self.mapping(raw, w, required=("releases", "ubuntu_repo", "ubuntu_keyring",
-                                           "debian_packages"))
-        per = self.mapping(c["releases"], w + ("releases",), optional=tuple(c["releases"] or {}))
-        for name in per:
-            self.choice(name, w + ("releases", name), releases, "release")
-        return Cuda(releases=MappingProxyType({
-                        str(r): self.cuda_release(str(r), v, w + ("releases", r))
-                        for r, v in per.items()}),
-                    ubuntu_repo=self.string(c["ubuntu_repo"], w + ("ubuntu_repo",)),
-                    ubuntu_keyring=self.string(c["ubuntu_keyring"], w + ("ubuntu_keyring",)),
-                    debian_packages=self.strings(c["debian_packages"], w + ("debian_packages",)))
-
-    def cuda_release(self, release: str, raw: Any, w: tuple[Any, ...]) -> CudaRelease:
-        c = self.mapping(raw, w, required=("version", "driver"))
-        for key, pattern, form in (("version", r"^\d+\.\d+$", "MAJOR.MINOR"),
-                                   ("driver", r"^\d+$", "a driver branch number")):
-            if not re.match(pattern, self.string(c[key], w + (key,))):
-                raise self.fail(w + (key,), f"expected {form}, got {c[key]!r}")
-        return CudaRelease(release=release, version=str(c["version"]), driver=str(c["driver"]))
-
-    def check_parents(self, variants: dict[str, Variant]) -> None:
-        for name, variant in variants.items():
-            seen = {name}
-            parent = variant.parent
-            while parent is not None:
-                if parent not in variants:
-                    raise self.fail(("variants", name, "parent"),
-                                    f"unknown variant '{parent}'{did_you_mean(parent, variants)}")
-                if parent in seen:
-                    raise self.fail(("variants", name, "parent"), "parents form a cycle")
-                seen.add(parent)
-                parent = variants[parent].parent
-
-    def site_kind(self, name: str, raw: Any, elements: frozenset[str]) -> SiteKind:
-        w = ("site_kinds", name)
-        k = self.mapping(raw, w, required=("elements", "disk_format", "virt", "firewall"))
-        if not isinstance(k["firewall"], bool):
-            raise self.fail(w + ("firewall",), f"expected true or false, got {k['firewall']!r}")
-        return SiteKind(name=name,
-                        elements=self.choices(k["elements"], w + ("elements",), elements, "element"),
-                        disk_format=self.choice(k["disk_format"], w + ("disk_format",),
-                                                DISK_FORMATS, "disk format"),
-                        virt=self.choice(k["virt"], w + ("virt",), VIRT_KINDS, "virt"),
-                        firewall=k["firewall"])
-
-    def site(self, name: str, raw: Any, kinds: dict[str, SiteKind], arches: dict[str, Arch]) -> Site:
-        w = ("sites", name)
-        s = self.mapping(raw, w, required=("kind", "cloud", "arches"), optional=("ntp",))
-        ntp = self.strings(s.get("ntp") or [], w + ("ntp",))
-        for i, server in enumerate(ntp):
-            if not NTP_SERVER_RE.match(server):
-                raise self.fail(w + ("ntp", i), f"expected a host name or address, got {server!r}")
-        return Site(name=name, kind=self.choice(s["kind"], w + ("kind",), kinds, "site kind"),
-                    cloud=self.string(s["cloud"], w + ("cloud",)),
-                    arches=self.choices(s["arches"], w + ("arches",), arches, "arch"), ntp=ntp)
-
-    def source(self, name: str, raw: Any) -> Source:
-        w = ("sources", name)
-        s = self.mapping(raw, w, required=("url", "commit", "path"))
-        commit = self.string(s["commit"], w + ("commit",))
-        if not COMMIT_RE.match(commit):
-            raise self.fail(w + ("commit",), f"pin a full 40-character commit id, got {commit!r}")
-        path = self.string(s["path"], w + ("path",))
-        if not path.startswith("/") or ".." in path.split("/"):
-            raise self.fail(w + ("path",), f"expected an absolute path in the image, got {path!r}")
-        return Source(name=name, url=self.string(s["url"], w + ("url",)), commit=commit, path=path)
-
-    def kubernetes(self, raw: Any) -> Kubernetes:
-        w = ("kubernetes",)
-        k = self.mapping(raw, w, required=("versions", "image_registry", "images", "resources",
-                                           "job_backoff_limit", "volume_size"))
-        versions = self.strings(k["versions"], w + ("versions",))
-        for i, version in enumerate(versions):
-            if not K8S_VERSION_RE.match(version):
-                raise self.fail(w + ("versions", i),
-                                f"expected MAJOR.MINOR like 1.32, got {version!r}")
-        images = self.mapping(k["images"], w + ("images",), optional=tuple(k["images"] or {}))
-        for name, ref in images.items():
-            ref = self.string(ref, w + ("images", name))
-            if not IMAGE_PIN_RE.match(ref) or ref.endswith(":latest"):
-                raise self.fail(w + ("images", name),
-                                f"pin by a tag other than latest, or a digest; got {ref!r}")
-        res = self.mapping(k["resources"], w + ("resources",), required=("default",),
-                           optional=tuple(k["resources"] or {}))
-        backoff = k["job_backoff_limit"]
-        if not isinstance(backoff, int) or isinstance(backoff, bool) or not 0 <= backoff <= 20:
-            raise self.fail(w + ("job_backoff_limit",), f"expected 0..20, got {backoff!r}")
-        return Kubernetes(
-            versions=versions,
-            image_registry=self.string(k["image_registry"], w + ("image_registry",)),
-            images=MappingProxyType(dict(images)),
-            resources=MappingProxyType({n: self.kube_resources(v, w + ("resources", n))
-                                        for n, v in res.items()}),
-            job_backoff_limit=backoff,
-            volume_size=self.quantity(k["volume_size"], w + ("volume_size",)),
-        )
-
-    def kube_resources(self, raw: Any, w: tuple[Any, ...]) -> KubeResources:
-        r = self.mapping(raw, w, required=("requests", "limits"))
-        req = self.mapping(r["requests"], w + ("requests",), required=("cpu", "memory"))
-        lim = self.mapping(r["limits"], w + ("limits",), required=("cpu", "memory"))
-        return KubeResources(
-            cpu_request=self.quantity(req["cpu"], w + ("requests", "cpu")),
-            memory_request=self.quantity(req["memory"], w + ("requests", "memory")),
-            cpu_limit=self.quantity(lim["cpu"], w + ("limits", "cpu")),
-            memory_limit=self.quantity(lim["memory"], w + ("limits", "memory")))
-
-    def quantity(self, value: Any, where: tuple[Any, ...]) -> str:
-        text = self.string(value, where)
-        if not QUANTITY_RE.match(text):
-            raise self.fail(where,
-                            f"expected a Kubernetes quantity like 100m or 128Mi, got {text!r}")
-        return text
-
-
-    def publish(self, raw: Any, kinds: Mapping[str, SiteKind]) -> Publish:
-        w = ("publish",)
-        p = self.mapping(raw, w, optional=("backdate", "visibility", "properties", "prune",
-                                           "metadata", "container"))
-        backdate = self.string(p.get("backdate", Publish.backdate), w + ("backdate",))
-        try:
-            backdate.format(**{f: "x" for f in BACKDATE_FIELDS})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise self.fail(w + ("backdate",), f"bad scheme {backdate!r}: unknown field {exc}"
-                                               f" (fields: {', '.join(BACKDATE_FIELDS)})") from exc
-        if "{name}" not in backdate:
-            raise self.fail(w + ("backdate",),
-                            f"the scheme must contain {{name}}, got {backdate!r}")
-        prune = self.mapping(p.get("prune", {}), w + ("prune",),
-                             optional=("hide_after", "delete_after", "keep"))
-        keep = prune.get("keep", Publish.keep)
-        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
-            raise self.fail(w + ("prune", "keep"), f"expected a whole number >= 0, got {keep!r}")
-        properties = self.env(p.get("properties"), w + ("properties",))
-        for key in properties:
-            if key in MANAGED_PROPERTIES:
-                raise self.fail(w + ("properties", key), f"'{key}' is set by publish itself "
-                                "(publish.metadata, variants.*.os_purpose/min_ram); remove it here")
-        container = self.string(p.get("container", Publish.container), w + ("container",))
-        if not SWIFT_CONTAINER_RE.match(container):
-            raise self.fail(w + ("container",), f"expected a Swift container name (letters, "
-                                                f"digits, '.', '_', '-'), got {container!r}")
-        return Publish(
-            backdate=backdate,
-            visibility=self.choice(p.get("visibility", "public"), w + ("visibility",),
-                                   VISIBILITIES, "visibility"),
-            properties=properties,
-            hide_after_days=self.duration(prune.get("hide_after", "12mo"),
-                                          w + ("prune", "hide_after")),
-            delete_after_days=self.duration(prune.get("delete_after", "18mo"),
-                                            w + ("prune", "delete_after")),
-            keep=keep,
-            metadata=(self.metadata(p["metadata"], w + ("metadata",), kinds, keep=keep)
-                      if "metadata" in p else ImageMetadataPolicy()),
-            container=container)
-
-    def metadata(self, raw: Any, w: tuple[Any, ...], kinds: Mapping[str, SiteKind], *,
-                 keep: int) -> ImageMetadataPolicy:
-        m = self.mapping(raw, w, optional=tuple(f.name for f in fields(ImageMetadataPolicy)))
-
-        def get(key: str) -> Any:  # the setting, or the default of an absent one
-            return m.get(key, getattr(ImageMetadataPolicy, key))
-        for key in ("image_source", "image_description"):
-            self.template(get(key), w + (key,), METADATA_FIELDS)
-        provided = self.string(get("provided_until"), w + ("provided_until",))
-        if provided not in ("none", "notice") and not DATE_RE.match(provided):
-            raise self.fail(w + ("provided_until",),
-                            f"expected YYYY-MM-DD, none or notice, got {provided!r}")
-        validity = self.string(get("uuid_validity"), w + ("uuid_validity",))
-        if not UUID_VALIDITY_RE.match(validity):
-            raise self.fail(w + ("uuid_validity",), "expected none, notice, forever, last-N or "
-                                                    f"YYYY-MM-DD, got {validity!r}")
-        if validity.startswith("last-") and int(validity[5:]) > keep:
-            raise self.fail(w + ("uuid_validity",),
-                            f"{validity} promises more replaced versions than prune keeps "
-                            f"(publish.prune.keep: {keep})")
-        hotfix = get("hotfix_hours")
-        rng = get("hw_rng_model")
-        per_kind = self.mapping(m.get("site_kinds") or {}, w + ("site_kinds",),
-                                optional=tuple(kinds))
-        return ImageMetadataPolicy(
-            image_source=get("image_source"), image_description=get("image_description"),
-            image_original_user=self.string(get("image_original_user"),
-                                            w + ("image_original_user",)),
-            replace_frequency=self.choice(get("replace_frequency"), w + ("replace_frequency",),
-                                          REPLACE_FREQUENCIES, "replace_frequency"),
-            provided_until=provided, uuid_validity=validity,
-            hotfix_hours=None if hotfix is None else self.whole(hotfix, w + ("hotfix_hours",)),
-            hw_disk_bus=self.choice(get("hw_disk_bus"), w + ("hw_disk_bus",), DISK_BUSES,
-                                    "hw_disk_bus"),
-            hw_rng_model=(None if rng is None else
-                          self.choice(rng, w + ("hw_rng_model",), RNG_MODELS, "hw_rng_model")),
-            site_kinds=MappingProxyType({k: self.kind_properties(v, w + ("site_kinds", k))
-                                         for k, v in per_kind.items()}))
-
-    def kind_properties(self, raw: Any, w: tuple[Any, ...]) -> Mapping[str, str]:
-        props = self.env(raw, w)
-        for key, value in props.items():
-            if key == "hypervisor_type":
-                self.choice(value, w + (key,), HYPERVISOR_TYPES, "hypervisor_type")
-            elif key in MANAGED_PROPERTIES:
-                raise self.fail(w + (key,), f"'{key}' is the same at every site: set it in "
-                                            "publish.metadata, not per site kind")
-        return props
-
-    def template(self, value: Any, where: tuple[Any, ...], names: tuple[str, ...]) -> str:
-        text = self.string(value, where)
-        try:
-            text.format(**{f: "x" for f in names})
-        except (KeyError, IndexError, ValueError) as exc:
-            raise self.fail(where, f"bad template {text!r}: unknown field {exc}"
-                                   f" (fields: {', '.join(names)})") from exc
-        return text
-
-    def ci(self, raw: Any, sites: dict[str, Site], arches: Mapping[str, Arch]) -> CI:
-        w = ("ci",)
-        c = self.mapping(raw, w, required=("container", "wait_image", "runners", "actions",
-                                           "auth_urls", "resources"),
-                         optional=("cache_size", "retention_days"))
-        for key in ("container", "wait_image"):
-            self.image_pin(c[key], w + (key,))
-        runners = self.mapping(c["runners"], w + ("runners",), required=tuple(arches))
-        for arch, label in runners.items():
-            if self.string(label, w + ("runners", arch)).endswith("-latest"):
-                raise self.fail(w + ("runners", arch), f"pin a runner version, not {label!r}")
-        actions = self.mapping(c["actions"], w + ("actions",), required=CI_ACTIONS)
-        for name, ref in actions.items():
-            if not ACTION_PIN_RE.match(self.string(ref, w + ("actions", name))):
-                raise self.fail(w + ("actions", name),
-                                f"pin owner/repo@ a full commit id or vX.Y.Z, got {ref!r}")
-        urls = self.mapping(c["auth_urls"], w + ("auth_urls",), optional=tuple(sites))
-        retention = c.get("retention_days", CI.retention_days)
-        if not isinstance(retention, int) or isinstance(retention, bool) or not 1 <= retention <= 90:
-            raise self.fail(w + ("retention_days",), f"expected 1..90, got {retention!r}")
-        return CI(container=c["container"], wait_image=c["wait_image"],
-                  runners=MappingProxyType({str(a): str(r) for a, r in runners.items()}),
-                  actions=MappingProxyType(dict(actions)),
-                  auth_urls=MappingProxyType({s: self.string(u, w + ("auth_urls", s))
-                                              for s, u in urls.items()}),
-                  resources=self.kube_resources(c["resources"], w + ("resources",)),
-                  cache_size=self.quantity(c.get("cache_size", CI.cache_size), w + ("cache_size",)),
-                  retention_days=retention)
-
-    def image_pin(self, value: Any, where: tuple[Any, ...]) -> str:
-        ref = self.string(value, where)
-        if not IMAGE_PIN_RE.match(ref) or ref.endswith(":latest"):
-            raise self.fail(where, f"pin by a tag other than latest, or a digest; got {ref!r}")
-        return ref
-
-    def duration(self, value: Any, where: tuple[Any, ...]) -> int:
-        try:
-            return parse_duration(self.string(value, where))
-        except ValueError as exc:
-            raise self.fail(where, str(exc)) from exc
-
-
-def as_plain(value: Any) -> Any:
-    """Dataclasses and read-only mappings as plain dicts/lists (for JSON output)."""
-    if hasattr(value, "__dataclass_fields__"):
-        return {k: as_plain(getattr(value, k)) for k in value.__dataclass_fields__}
-    if hasattr(value, "__struct_fields__"):  # the output folder's records (msgspec)
-        return {k: as_plain(getattr(value, k)) for k in value.__struct_fields__}
-    if isinstance(value, Mapping):
-        return {str(k): as_plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [as_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    doc = read_yaml(path, what="catalog",
+                    hint=f"edit {path} and run 'sage-image list' to check it")
+    return read_document(Catalog, doc, path=path, document=doc)

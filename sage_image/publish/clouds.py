@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..catalog.model import Catalog, Site
 from ..errors import UsageError
+from ..values import did_you_mean
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -44,8 +45,6 @@ def select_sites(catalog: Catalog, names: Sequence[str] | None, *, all_sites: bo
     chosen = []
     for name in names or default:
         if name not in catalog.sites:
-            from ..catalog.model import did_you_mean
-
             raise UsageError(f"unknown site '{name}'{did_you_mean(name, catalog.sites)}"
                              f" (known: {', '.join(catalog.sites)})")
         chosen.append(catalog.sites[name])

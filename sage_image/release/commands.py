@@ -14,7 +14,6 @@ from typing import Any
 
 from ..builder.cache import default_cache_root
 from ..catalog import load_catalog
-from ..catalog.model import as_plain
 from ..cli_common import (
     add_catalog_flag,
     add_checks_file_flag,
@@ -24,6 +23,7 @@ from ..cli_common import (
 )
 from ..console import Console, LiveDisplay, format_seconds
 from ..errors import UsageError
+from ..values import as_plain
 from . import ci_commands
 from .plan import ReleasePlan, SourceInputs, plan_release
 from .run import ReleaseOptions, default_jobs, fetch_release_sources, release_jobs, run_release

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..builder.plan import parse_source_override
-from ..catalog import Catalog, did_you_mean
+from ..catalog import Catalog
 from ..catalog.elements import element_dirs
 from ..catalog.model import Variant
 from ..errors import UsageError
+from ..values import as_plain, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -160,11 +161,11 @@ def layer_key(catalog: Catalog, release: str, variant: str, arch: str, parent_ke
     base rebuilds everything."""
     own = catalog.variants[variant]
     data = {
-        "release": _plain(catalog.releases[release]), "arch": _plain(catalog.arches[arch]),
+        "release": as_plain(catalog.releases[release]), "arch": as_plain(catalog.arches[arch]),
         "elements": {e: _element_digest(e) for e in own.elements},
         "sources": {s: inputs.for_source(s) or catalog.sources[s].commit for s in own.sources},
         "stand_ins": inputs.stand_ins,
-        "cuda": _plain(own.cuda) if own.cuda else None, "parent": parent_key,
+        "cuda": as_plain(own.cuda) if own.cuda else None, "parent": parent_key,
     }
     if own.python:  # only then: the keys of variants without Python tools stay as they were
         data["python"] = _python_digest(own, release)
@@ -177,12 +178,6 @@ def _python_digest(variant: Variant, release: str) -> str | None:
     if lock is None:
         return None
     return hashlib.sha256(_read(lock.file) if lock.file.is_file() else b"").hexdigest()[:16]
-
-
-def _plain(value: object) -> object:
-    from ..catalog.model import as_plain
-
-    return as_plain(value)
 
 
 def _element_digest(name: str) -> str:

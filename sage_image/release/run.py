@@ -20,12 +20,13 @@ from typing import Any
 from ..boottest.checks.model import CheckDef, load_checks
 from ..builder.plan import BuildRequest, parse_source_override, plan_build
 from ..builder.sources import SourceCache, fetch_sources
-from ..catalog.model import Catalog, as_plain, load_catalog
+from ..catalog.model import Catalog, load_catalog
 from ..console import PROGRESS_LINES_ENV
 from ..errors import UsageError
 from ..folders import check_folder, make_folder
 from ..outfolder import manifest_path
 from ..publish.output import load_output
+from ..values import as_plain
 from .plan import ImageJob, ReleasePlan
 from .scheduler import Job, JobState, Scheduler
 

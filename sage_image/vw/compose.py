@@ -15,9 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import UsageError
+from ..yamlfile import Document, read_yaml
 from .model import (
     BEEHIVE_SERVICE,
     DOCKER_HOST_ALIASES,
@@ -57,60 +56,22 @@ class Conversion:
     env: tuple[tuple[str, str], ...]
 
 
-class _Reader:
-    """Keeps file:line for every key so errors point at the compose file."""
-
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.lines: dict[tuple[Any, ...], int] = {}
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        if node is not None:
-            self._index(node, ())
-
-    def _index(self, node: yaml.Node, here: tuple[Any, ...]) -> None:
-        self.lines.setdefault(here, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                self.lines[here + (key.value,)] = key.start_mark.line + 1
-                self._index(value, here + (key.value,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                self._index(item, here + (i,))
-
-    def fail(self, where: tuple[Any, ...], message: str, hint: str | None = None) -> UsageError:
-        probe = where
-        while probe and probe not in self.lines:
-            probe = probe[:-1]
-        line = self.lines.get(probe)
-        loc = f"{self.path}:{line}" if line else str(self.path)
-        dotted = ".".join(str(p) for p in where)
-        return UsageError(f"{loc}: {dotted}: {message}", hint=hint)
-
-
 def convert(path: Path) -> Conversion:
-    try:
-        text = path.read_text()
-        data = yaml.safe_load(text)
-    except OSError as exc:
-        raise UsageError(f"--from-compose {path}: cannot read: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UsageError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    r = _Reader(path, text)
+    doc = read_yaml(path, what="compose file", shown=str(path), dot_indexes=True)
+    data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("services"), dict) \
             or not data["services"]:
-        raise r.fail(("services",), "a compose file needs a non-empty 'services' mapping")
+        raise doc.fail(("services",), "a compose file needs a non-empty 'services' mapping")
     for key in data:
         if key not in TOP_KEYS and not str(key).startswith("x-"):
-            raise r.fail((key,), f"unknown compose feature '{key}' (supported: "
-                                 f"{', '.join(TOP_KEYS)}, x-*)")
-    return _Converter(r, path.parent).run(data)
+            raise doc.fail((key,), f"unknown compose feature '{key}' (supported: "
+                                   f"{', '.join(TOP_KEYS)}, x-*)")
+    return _Converter(doc, path.parent).run(data)
 
 
 class _Converter:
-    def __init__(self, reader: _Reader, base: Path) -> None:
-        self.r = reader
+    def __init__(self, doc: Document, base: Path) -> None:
+        self.doc = doc
         self.base = base
         self.decisions: list[Decision] = []
         self.env: dict[str, str] = {}
@@ -142,20 +103,20 @@ class _Converter:
     def check_service(self, name: str, raw: Any) -> None:
         w = ("services", name)
         if not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", str(name)):
-            raise self.r.fail(w, "service name is not a valid Kubernetes name (lowercase, '-')")
+            raise self.doc.fail(w, "service name is not a valid Kubernetes name (lowercase, '-')")
         if not isinstance(raw, dict):
-            raise self.r.fail(w, "expected a mapping")
+            raise self.doc.fail(w, "expected a mapping")
         for key in raw:
             if key not in SERVICE_KEYS:
                 hint = ("build the image, push it, and name it with image:" if key == "build"
                         else "use --beehive HOST" if key == "extra_hosts" else None)
-                raise self.r.fail(w + (key,), f"unknown compose feature '{key}' (supported: "
+                raise self.doc.fail(w + (key,), f"unknown compose feature '{key}' (supported: "
                                               f"{', '.join(SERVICE_KEYS)})", hint=hint)
         if "image" not in raw:
-            raise self.r.fail(w, "no image (vw k8s runs published images only)")
+            raise self.doc.fail(w, "no image (vw k8s runs published images only)")
         restart = str(raw.get("restart", "no")).split(":")[0]
         if restart not in RESTARTS:
-            raise self.r.fail(w + ("restart",), f"unknown restart policy {raw['restart']!r}")
+            raise self.doc.fail(w + ("restart",), f"unknown restart policy {raw['restart']!r}")
 
     def read_env_files(self, name: str, raw: dict[str, Any]) -> None:
         files = raw.get("env_file", [])
@@ -164,7 +125,7 @@ class _Converter:
             try:
                 lines = path.read_text().splitlines()
             except OSError as exc:
-                raise self.r.fail(("services", name, "env_file", i),
+                raise self.doc.fail(("services", name, "env_file", i),
                                   f"cannot read {path}: {exc.strerror}") from exc
             for line in lines:
                 line = line.strip()
@@ -223,7 +184,7 @@ class _Converter:
         brokers = [w for comp, w in converted if comp == "rabbitmq"]
         regs = [w for comp, w in converted if comp == "registration"]
         if len(brokers) > 1:
-            raise UsageError(f"{self.r.path}: more than one rabbitmq broker "
+            raise UsageError(f"{self.doc.shown}: more than one rabbitmq broker "
                              f"({', '.join(w.name for w in brokers)}); a node has one")
         if not brokers or not regs:
             return workloads
@@ -246,7 +207,7 @@ class _Converter:
         if "@sha256:" in ref or (tag and tag != "latest"):
             return ref
         if component is None:
-            raise self.r.fail(("services", name, "image"), f"{ref!r} is not pinned by tag",
+            raise self.doc.fail(("services", name, "image"), f"{ref!r} is not pinned by tag",
                               hint="give the image a tag (not latest) or a digest")
         self.note(name, f"keeps the floating image {ref}",
                   "the catalog's pinned image (kubernetes.images)",
@@ -261,7 +222,7 @@ class _Converter:
             return tuple(shlex.split(value))
         if isinstance(value, list):
             return tuple(str(v) for v in value)
-        raise self.r.fail(("services", name, key), "expected a string or a list")
+        raise self.doc.fail(("services", name, key), "expected a string or a list")
 
     def environment(self, name: str, raw: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         value = raw.get("environment") or {}
@@ -272,7 +233,7 @@ class _Converter:
             if val is None:
                 if key in self.env:
                     continue  # passed through from the shell; the ConfigMap has it
-                raise self.r.fail(("services", name, "environment"),
+                raise self.doc.fail(("services", name, "environment"),
                                   f"{key} takes its value from the shell, which a cluster has not")
             val = str(val)
             if any(alias in val for alias in DOCKER_HOST_ALIASES):
@@ -291,10 +252,10 @@ class _Converter:
             target = item.get("target") if isinstance(item, dict) else str(item).rsplit(":", 1)[-1]
             text = str(target)
             if "/" in text and not text.endswith("/tcp"):
-                raise self.r.fail(("services", name, key, i), f"only TCP ports: {item}")
+                raise self.doc.fail(("services", name, key, i), f"only TCP ports: {item}")
             text = text.removesuffix("/tcp")
             if not text.isdigit() or not 0 < int(text) < 65536:
-                raise self.r.fail(("services", name, key, i), f"cannot read port {item!r}")
+                raise self.doc.fail(("services", name, key, i), f"cannot read port {item!r}")
             out.append(Port(f"tcp-{text}", int(text)))
         if raw.get("ports"):
             self.note(name, "a Service of the published ports only, or none (so a service "
@@ -309,7 +270,7 @@ class _Converter:
         mounts, volumes = [], []
         for i, (source, target, ro) in enumerate(self.volume_items(name, raw)):
             if is_key(source, target):
-                raise self.r.fail(("services", name, "volumes", i), "only Virtual Waggle's "
+                raise self.doc.fail(("services", name, "volumes", i), "only Virtual Waggle's "
                                   "registration service gets the registration key")
             mounts.append(Mount(f"vol-{i}", target, read_only=ro))
             volumes.append(Volume(f"vol-{i}", "data"))
@@ -326,7 +287,7 @@ class _Converter:
             target = target.rstrip("/")
             if is_key(source, target):
                 if component != "registration":
-                    raise self.r.fail(("services", name, "volumes", i), "only registration "
+                    raise self.doc.fail(("services", name, "volumes", i), "only registration "
                                       "gets the registration key")
                 self.note(name, f"{source}:{target} becomes an empty PVC",
                           "the Secret waggle-registration-key (from --register-key), mounted "
@@ -365,9 +326,9 @@ class _Converter:
                 source, target = parts[0], parts[1]
                 ro = len(parts) > 2 and "ro" in parts[2].split(",")
             if not target.startswith("/"):
-                raise self.r.fail(("services", name, "volumes", i), f"cannot read volume {item!r}")
+                raise self.doc.fail(("services", name, "volumes", i), f"cannot read volume {item!r}")
             if target.startswith(("/dev", "/var/run/docker.sock", "/sys", "/proc")):
-                raise self.r.fail(("services", name, "volumes", i),
+                raise self.doc.fail(("services", name, "volumes", i),
                                   f"host device or socket {target} is not supported")
             out.append((_VAR.sub(lambda m: self.env.get(m.group(1), m.group(0)), source),
                         target, ro))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from sage_image.catalog import load_catalog
@@ -168,7 +171,88 @@ def test_misspelt_check_fails_list_not_only_test(catalog_text, write_catalog, ca
 
 def test_catalog_reads_the_check_names_the_test_stage_defines():
     from sage_image.boottest.checks.model import DEFAULT_CHECKS, load_checks
-    from sage_image.catalog.model import CHECKS_FILE, known_checks
+    from sage_image.catalog.model import check_definitions, known_checks
 
-    assert CHECKS_FILE == DEFAULT_CHECKS.resolve()
+    # the boottest package's own data (importlib.resources), not a path the catalog computes
+    assert Path(str(check_definitions())).resolve() == DEFAULT_CHECKS.resolve()
     assert known_checks() == tuple(load_checks())
+
+
+def test_unreadable_check_definitions_fail_the_catalog_loudly(tmp_path, monkeypatch):
+    from sage_image.catalog import model
+
+    with pytest.raises(ConfigError, match="cannot read check definitions"):
+        model.known_checks(tmp_path / "checks.yaml")
+    (tmp_path / "checks.yaml").write_text("schema: 1\nchecks: [a, b]\n")
+    with pytest.raises(ConfigError, match=r"checks.yaml:2: checks: expected a mapping"):
+        model.known_checks(tmp_path / "checks.yaml")
+    # the whole catalog is refused, never loaded with its checks unchecked
+    monkeypatch.setattr(model, "CHECK_DEFINITIONS", ("sage_image.boottest.checks", "gone.yaml"))
+    with pytest.raises(ConfigError, match="gone.yaml: cannot read check definitions"):
+        load_catalog()
+    monkeypatch.setattr(model, "CHECK_DEFINITIONS", ("sage_image.no_such_stage", "checks.yaml"))
+    with pytest.raises(ConfigError, match="no package sage_image.no_such_stage"):
+        load_catalog()
+
+
+# -- the settings table: one declaration per key drives the reader, `list --settings` and the doc
+def test_the_catalog_reference_doc_is_up_to_date():
+    from sage_image.catalog.reference import DOC, REGENERATE, as_markdown, settings_rows
+
+    doc = Path(__file__).parents[2] / DOC
+    assert doc.read_text() == as_markdown(settings_rows()), \
+        f"{DOC} is stale: regenerate it with `{REGENERATE}`"
+
+
+def test_a_new_setting_is_one_field_declaration(catalog_text, write_catalog):
+    """What another branch does to add a key: one field; the reader, its errors and the
+    reference follow (and the doc above goes stale until it is regenerated)."""
+    from dataclasses import dataclass
+
+    from sage_image.catalog import model, reference
+    from sage_image.settings import Named, Whole, read_document, setting
+    from sage_image.settings import reference as settings_reference
+    from sage_image.yamlfile import read_yaml
+
+    @dataclass(frozen=True, kw_only=True)
+    class Variant(model.Variant):
+        max_nodes: int = setting(Whole(1), default=4, help="Instances of it per lease.")
+
+    @dataclass(frozen=True, kw_only=True)
+    class Catalog(model.Catalog):  # only to use the Variant above
+        variants: dict = setting(Named(Variant), help="The images.")
+
+    def read(text: str) -> Catalog:
+        doc = read_yaml(write_catalog(text), what="catalog")
+        return read_document(Catalog, doc, path=doc.path, document=doc)
+
+    assert read(catalog_text).variants["sage"].max_nodes == 4
+    text = catalog_text.replace("    min_free_gb: 10\n", "    min_free_gb: 10\n    max_nodes: 16\n")
+    assert read(text).variants["sage"].max_nodes == 16
+    with pytest.raises(ConfigError, match=r"catalog.yaml:\d+: variants.sage.max_nodes: expected a "
+                                          r"whole number >= 1, got 0"):
+        read(text.replace("max_nodes: 16", "max_nodes: 0"))
+    with pytest.raises(ConfigError, match=r"variants.sage.max_nodse: unknown setting 'max_nodse' "
+                                          r"\(did you mean 'max_nodes'\?\)"):
+        read(text.replace("max_nodes: 16", "max_nodse: 16"))
+    rows = {r.key: r for r in settings_reference(Catalog)}
+    assert rows["variants.<name>.max_nodes"].default == "4"
+    doc = Path(__file__).parents[2] / reference.DOC
+    assert doc.read_text() != reference.as_markdown(list(rows.values()))
+
+
+def test_list_settings_is_the_reference(capsys):
+    from sage_image.cli import main
+
+    assert main(["list", "--settings", "--json"]) == 0
+    rows = {r["key"]: r for r in json.loads(capsys.readouterr().out)["settings"]}
+    assert rows["variants.<name>.min_free_gb"] == {
+        "key": "variants.<name>.min_free_gb", "takes": "a whole number", "required": False,
+        "default": "6", "help": "Free disk space (GiB) a build of it needs before it starts."}
+    assert rows["publish.prune.hide_after"]["default"] == "12mo"
+    assert rows["ci.runners"]["required"] and rows["ci.runners"]["default"] is None
+    assert main(["list", "--settings"]) == 0
+    assert "sources.<name>.commit  (a full 40-character commit id; required)" in \
+        capsys.readouterr().out
+    assert main(["list", "--markdown"]) == 2
+    assert "--markdown goes with --settings" in capsys.readouterr().err

@@ -155,7 +155,7 @@ BROKEN = [
     ("kvm: {hypervisor_type: kvm}", "kvm: {os_purpose: gpu}",
      "publish.metadata.site_kinds.kvm.os_purpose: 'os_purpose' is the same at every site"),
     ("kvm: {hypervisor_type: kvm}", "kvmm: {hypervisor_type: kvm}",
-     "publish.metadata.site_kinds.kvmm: unknown setting 'kvmm'"),
+     "publish.metadata.site_kinds.kvmm: unknown site kind 'kvmm' (did you mean 'kvm'?)"),
     ("hotfix_hours: 0", "hotfix_hours: soon", "publish.metadata.hotfix_hours: expected a whole number"),
     ("  properties: {}", "  properties: {os_purpose: generic}",
      "publish.properties.os_purpose: 'os_purpose' is set by publish itself"),
@@ -167,7 +167,7 @@ BROKEN = [
      "variants.base.os_purpose: unknown os_purpose 'oldgeneric'"),
     ("    os_purpose: custom   # an appliance: none of the standard's other purposes\n"
      "    min_ram: 2048", "    os_purpose: custom\n    min_ram: 32",
-     "variants.sage.min_ram: expected MiB as a whole number from 64"),
+     "variants.sage.min_ram: expected 64..1048576, got 32"),
     ("    os_purpose: gpu\n", "", "variants.gpu: missing required setting 'os_purpose'"),
 ]
 

@@ -1,7 +1,8 @@
 """Check definitions (checks.yaml) as frozen dataclasses, validated on load, and selection.
 
-Errors name the file, the check and the setting, like the catalog's:
-``checks.yaml: checks.docker-run.expect.contain: unknown setting (did you mean 'contains'?)``.
+Errors name the file, the line, the check and the setting, like the catalog's (one reader,
+sage_image/yamlfile.py):
+``checks.yaml:12: checks.docker-run.expect.contain: unknown setting (did you mean 'contains'?)``.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
-from ...catalog.model import Catalog, did_you_mean
-from ...errors import ConfigError, UsageError
+from ...catalog.model import Catalog
+from ...errors import UsageError
+from ...values import did_you_mean
+from ...yamlfile import Document, read_yaml
 
 DEFAULT_CHECKS = Path(__file__).with_name("checks.yaml")
 COMPARISONS = ("provenance", "packages", "source-commits", "ntp", "partitions")
@@ -60,113 +61,98 @@ def render(template: str, values: Mapping[str, str]) -> str:
 
 def load_checks(path: Path | None = None) -> Mapping[str, CheckDef]:
     path = Path(path) if path else DEFAULT_CHECKS
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read check definitions: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-    top = _mapping(path, (), data, required=("schema", "checks"))
+    doc = read_yaml(path, what="check definitions", hint=f"edit {path}", dot_indexes=True)
+    top = _mapping(doc, (), doc.data, required=("schema", "checks"))
     if top["schema"] != 1:
-        raise _fail(path, ("schema",), f"unsupported schema {top['schema']!r} (this tool reads 1)")
-    raw = _mapping(path, ("checks",), top["checks"], optional=tuple(top["checks"] or {}))
-    checks = {str(name): _check(path, str(name), spec) for name, spec in raw.items()}
-    _check_order(path, checks)
+        raise doc.fail(("schema",), f"unsupported schema {top['schema']!r} (this tool reads 1)")
+    raw = _mapping(doc, ("checks",), top["checks"], optional=tuple(top["checks"] or {}))
+    checks = {str(name): _check(doc, str(name), spec) for name, spec in raw.items()}
+    _check_order(doc, checks)
     return MappingProxyType(checks)
 
 
-def _check_order(path: Path, checks: Mapping[str, CheckDef]) -> None:
+def _check_order(doc: Document, checks: Mapping[str, CheckDef]) -> None:
     """Every `after` names a defined check, and no check waits (even indirectly) for itself."""
     for check in checks.values():
         for i, name in enumerate(check.after):
             if name not in checks:
-                raise _fail(path, ("checks", check.name, "after", i),
-                            f"unknown check '{name}'{did_you_mean(name, tuple(checks))}")
+                raise doc.fail(("checks", check.name, "after", i),
+                               f"unknown check '{name}'{did_you_mean(name, tuple(checks))}")
     for check in checks.values():
         seen: set[str] = set()
         todo = list(check.after)
         while todo:
             name = todo.pop()
             if name == check.name:
-                raise _fail(path, ("checks", check.name, "after"),
-                            "waits for itself (through 'after')")
+                raise doc.fail(("checks", check.name, "after"),
+                               "waits for itself (through 'after')")
             if name not in seen:
                 seen.add(name)
                 todo += checks[name].after
 
 
-def _check(path: Path, name: str, raw: Any) -> CheckDef:
+def _check(doc: Document, name: str, raw: Any) -> CheckDef:
     w = ("checks", name)
-    c = _mapping(path, w, raw, required=("reason",),
+    c = _mapping(doc, w, raw, required=("reason",),
                  optional=("run", "expect", "compare", "probe", "timeout", "assets",
                            "after"))
     if ("probe" in c) == ("run" in c):
-        raise _fail(path, w, "needs exactly one of 'run' (a command) or 'probe' (built-in)")
+        raise doc.fail(w, "needs exactly one of 'run' (a command) or 'probe' (built-in)")
     if "compare" in c and "expect" in c:
-        raise _fail(path, w, "'compare' and 'expect' exclude each other")
+        raise doc.fail(w, "'compare' and 'expect' exclude each other")
     for key, known in (("compare", COMPARISONS), ("probe", PROBES)):
         if key in c and c[key] not in known:
             hint = did_you_mean(str(c[key]), known)
-            raise _fail(path, w + (key,),
-                        f"unknown {key} '{c[key]}'{hint} (known: {', '.join(known)})")
+            raise doc.fail(w + (key,),
+                           f"unknown {key} '{c[key]}'{hint} (known: {', '.join(known)})")
     assets = tuple(c.get("assets") or ())
     for i, asset in enumerate(assets):
         if asset not in ASSETS:
-            raise _fail(path, w + ("assets", i), f"unknown asset '{asset}'"
-                                                 f"{did_you_mean(str(asset), ASSETS)}")
+            raise doc.fail(w + ("assets", i), f"unknown asset '{asset}'"
+                                              f"{did_you_mean(str(asset), ASSETS)}")
     after = c.get("after", [])
     if not isinstance(after, list) or not all(isinstance(a, str) for a in after):
-        raise _fail(path, w + ("after",), f"expected a list of check names, got {after!r}")
+        raise doc.fail(w + ("after",), f"expected a list of check names, got {after!r}")
     timeout = c.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-        raise _fail(path, w + ("timeout",), f"expected seconds > 0, got {timeout!r}")
+        raise doc.fail(w + ("timeout",), f"expected seconds > 0, got {timeout!r}")
     return CheckDef(name=name, reason=str(c["reason"]), run=c.get("run"),
-                    expect=_expect(path, w + ("expect",), c.get("expect") or {}),
+                    expect=_expect(doc, w + ("expect",), c.get("expect") or {}),
                     compare=c.get("compare"), probe=c.get("probe"), timeout=float(timeout),
                     assets=assets, after=tuple(after))
 
 
-def _expect(path: Path, w: tuple[Any, ...], raw: Any) -> Expect:
-    e = _mapping(path, w, raw, optional=("exit", "stdout", "contains", "lacks", "matches"))
+def _expect(doc: Document, w: tuple[Any, ...], raw: Any) -> Expect:
+    e = _mapping(doc, w, raw, optional=("exit", "stdout", "contains", "lacks", "matches"))
     if "matches" in e:
         try:
             re.compile(e["matches"])
         except re.error as exc:
-            raise _fail(path, w + ("matches",), f"bad regular expression: {exc}") from exc
+            raise doc.fail(w + ("matches",), f"bad regular expression: {exc}") from exc
     return Expect(exit=e.get("exit", 0),
                   stdout=None if e.get("stdout") is None else str(e["stdout"]),
                   contains=tuple(str(x) for x in e.get("contains", ())),
                   lacks=tuple(str(x) for x in e.get("lacks", ())), matches=e.get("matches"))
 
 
-def _mapping(path: Path, w: tuple[Any, ...], value: Any, *, required: tuple[str, ...] = (),
+def _mapping(doc: Document, w: tuple[Any, ...], value: Any, *, required: tuple[str, ...] = (),
              optional: tuple[str, ...] = ()) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _fail(path, w, f"expected a mapping, got {type(value).__name__}")
+        raise doc.fail(w, f"expected a mapping, got {type(value).__name__}")
     for key in required:
         if key not in value:
-            raise _fail(path, w, f"missing required setting '{key}'")
+            raise doc.fail(w, f"missing required setting '{key}'")
     allowed = required + optional
     for key in value:
         if key not in allowed:
-            raise _fail(path, w + (key,), f"unknown setting{did_you_mean(str(key), allowed)}")
+            raise doc.fail(w + (key,), f"unknown setting{did_you_mean(str(key), allowed)}")
     return value
-
-
-def _fail(path: Path, where: tuple[Any, ...], message: str) -> ConfigError:
-    dotted = ".".join(str(p) for p in where) or "(top level)"
-    return ConfigError(f"{path.name}: {dotted}: {message}", hint=f"edit {path}")
 
 
 def validate_catalog_checks(catalog: Catalog, checks: Mapping[str, CheckDef]) -> None:
     """Every check a variant names must be defined: fail at load, not half-way through a test."""
-    for variant in catalog.variants.values():
-        for i, name in enumerate(variant.checks):
-            if name not in checks:
-                raise ConfigError(
-                    f"{catalog.path.name}: variants.{variant.name}.checks[{i}]: unknown check "
-                    f"'{name}'{did_you_mean(name, tuple(checks))}",
-                    hint=f"define it in {DEFAULT_CHECKS} or fix the name in {catalog.path}")
+    catalog.require_checks(tuple(checks), hint=f"define it in {DEFAULT_CHECKS} or fix the name "
+                                               f"in {catalog.path}")
 
 
 def select_checks(catalog: Catalog, checks: Mapping[str, CheckDef], *, variant: str,
