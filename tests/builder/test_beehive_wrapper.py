@@ -104,3 +104,14 @@ def test_the_stand_in_answers_as_the_pinned_do_sh(tmp_path: Path, env: dict[str,
                          env={"PATH": "/usr/bin:/bin", **values})
     assert run.stdout.splitlines()[0].startswith(first.format(checkout=checkout))
     assert run.returncode == 1
+
+
+def test_config_names_a_broken_do_sh_before_anything_else(image: Path) -> None:
+    """Even where the user cannot make the configuration (not in the docker group), a do.sh
+    that does not parse is what `config` reports."""
+    _link_conf(image)
+    (image / "opt/beehive-server/do.sh").write_text("case $1 in\n")
+    (image / "var/lib/beehive").chmod(0o555)
+    os.chown(image / "var/lib/beehive", 0, 0)
+    run = _as_user(image, "config")
+    assert run.returncode == 1 and run.stdout.splitlines()[-1] == "beehive-server: do.sh does not parse"
