@@ -236,6 +236,7 @@ class TestResults(Record):
     mode: str
     accel: str
     firmware: str | None
+    memory_mb: int  # the guest's memory
     tester: Tester
     checks: tuple[CheckRecord, ...]
     boot_seconds: float | None

@@ -132,7 +132,7 @@ def results(m: Manifest, *, checks: Expectation | Mapping[str, str] | Iterable[C
         tested_file=tested_file.path if tested_file else "",
         tested_sha512=tested or (tested_file.sha512 if tested_file else ""),
         passed=passed, qualifies_for_publish=passed and not restricted_by,
-        restricted_by=restricted_by, mode="direct", accel="tcg", firmware="bios",
+        restricted_by=restricted_by, mode="direct", accel="tcg", firmware="bios", memory_mb=2048,
         tester=who or current_tester(),
         checks=tuple(CheckRecord(name=name, passed=name not in failed, seconds=1.0,
                                  reason="timed out" if name in failed else None, digest=digest)

@@ -55,6 +55,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--boot-timeout", type=positive_seconds, metavar="S",
                    help="hard limit for the guest to accept SSH (default: 600 direct, 1800 "
                         "firmware)")
+    p.add_argument("--memory", type=int, default=2048, metavar="MIB",
+                   help="the guest's memory (default 2048); the catalog's variants.*.min_ram "
+                        "is the least an image passes every check with")
     p.add_argument("--check-timeout", type=positive_seconds, metavar="S",
                    help="hard limit per check (default: each check's own, usually 120)")
     add_catalog_flag(p)
@@ -66,13 +69,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_test(args: argparse.Namespace, console: Console) -> int:
     if args.uefi and not args.firmware:
         raise UsageError("--uefi only applies with --firmware")
+    if not 128 <= args.memory <= 1 << 20:
+        raise UsageError(f"--memory {args.memory}: expected MiB from 128 to 1048576")
     if args.junit:  # written after the boot test: refuse a place it cannot go before booting
         check_file(args.junit, option="--junit")
     request = TestRequest(
         path=args.path, checks=args.checks, mode="firmware" if args.firmware else "direct",
         accel=args.accel, metadata=args.metadata, disk_format=args.disk_format,
         variant=args.variant, boot_timeout=args.boot_timeout, check_timeout=args.check_timeout,
-        uefi=args.uefi, junit=args.junit, catalog=args.catalog, definitions=args.checks_file)
+        uefi=args.uefi, junit=args.junit, catalog=args.catalog, definitions=args.checks_file,
+        memory_mb=args.memory)
     with Progress(console, f"test {args.path}") as progress:
         events = Events(phase=progress.set_phase,
                         check_started=lambda c: progress.set_phase(f"check {c.name}"),

@@ -72,6 +72,13 @@ def test_kernel_qemu_cannot_load(tiny, workbase: Path, capsys) -> None:
     assert time.monotonic() - start < 30
 
 
+@pytest.mark.parametrize("memory", ["64", "2000000"])
+def test_memory_out_of_range_is_bad_input(tiny, workbase: Path, capsys, memory: str) -> None:
+    assert main(["test", str(tiny("unbootable")), "--memory", memory]) == 2
+    err = capsys.readouterr().err
+    assert f"--memory {memory}: expected MiB from 128 to 1048576" in err and "Traceback" not in err
+
+
 def test_unknown_check_name(tiny, workbase: Path, capsys) -> None:
     assert main(["test", str(tiny("unbootable")), "--checks", "hostnme"]) == 2
     assert "unknown check 'hostnme' (did you mean 'hostname'?)" in capsys.readouterr().err

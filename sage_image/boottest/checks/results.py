@@ -41,6 +41,7 @@ class TestReport:
     # Wall time from SSH up to the last check's result: checks run concurrently, so this is
     # less than the sum of their `seconds`.
     checks_seconds: float | None = None
+    memory_mb: int = 2048  # the guest's memory
     tester: Tester = Tester(version="", digest="")
     digests: Mapping[str, str] = field(default_factory=dict)  # check -> definition digest
 
@@ -64,7 +65,8 @@ class TestReport:
             schema=RESULTS_SCHEMA, name=self.name, tested_file=self.tested_file,
             tested_sha512=self.tested_sha512, passed=self.passed,
             qualifies_for_publish=self.qualifies_for_publish, restricted_by=self.restricted_by,
-            mode=self.mode, accel=self.accel, firmware=self.firmware, tester=self.tester,
+            mode=self.mode, accel=self.accel, firmware=self.firmware, memory_mb=self.memory_mb,
+            tester=self.tester,
             checks=tuple(CheckRecord(name=c.name, passed=c.passed, seconds=c.seconds,
                                      reason=c.reason, digest=self.digests[c.name])
                          for c in self.checks),

@@ -90,7 +90,8 @@ def test_image(request: TestRequest, events: Events = Events()) -> TestReport:
         report = replace(report, tested_sha512=sha512, started=started, finished=_now(),
                          restricted_by=publish_restrictions(request, image,
                                                             keep_running=events.hold is not None),
-                         tester=current_tester(), digests={c.name: check_digest(c) for c in checks})
+                         tester=current_tester(), digests={c.name: check_digest(c) for c in checks},
+                         memory_mb=request.memory_mb)
         return _write(request, image, report)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
