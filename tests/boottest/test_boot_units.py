@@ -267,3 +267,26 @@ def test_ssh_audit_comes_with_sage_image_not_only_with_the_tests() -> None:
     # `sage-image test` (and so every release) runs the ssh-audit check on the host.
     requires = importlib.metadata.requires("sage-image-builder") or []
     assert [r for r in requires if r.startswith("ssh-audit") and "extra ==" not in r], requires
+
+
+@pytest.mark.parametrize("stderr,tries", [
+    ("Connection timed out during banner exchange\r\n", 3),   # a busy guest: try again
+    ("kex_exchange_identification: read: Connection reset by peer\r\n", 3),
+    ("Permission denied (publickey).\r\n", 1),                 # an answer: no retry
+])
+def test_a_fresh_login_tries_again_only_when_sshd_was_too_busy_to_answer(
+        monkeypatch, stderr: str, tries: int) -> None:
+    from sage_image.boottest.boot.ssh import Output
+
+    calls = []
+
+    def ssh_run(target, command, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        calls.append(command)
+        if len(calls) < 3:
+            return Output(exit=255, stdout="", stderr=stderr)
+        return Output(exit=0, stdout="ok", stderr="")
+
+    monkeypatch.setattr(check_runner, "ssh_run", ssh_run)
+    monkeypatch.setattr(check_runner.time, "sleep", lambda s: None)
+    out = check_runner._fresh_login(SshTarget(port=1, key=Path("k")), "true", timeout=5)
+    assert len(calls) == tries and out.exit == (0 if tries == 3 else 255)
