@@ -152,7 +152,7 @@ def _publish_steps(conn: Connection, plan: SitePlan, done: _Progress, report: Re
                            PROP_BACKDATED_AT: datetime.now(timezone.utc).isoformat(
                                timespec="seconds")})
     _check_cancel(cancel)
-    with step("checking the name"):
+    with translated(site, "checking the name"):  # a moment, not a phase of its own
         _check_name_free(conn, plan)
     record = plan.record
     with step("pointing current", RecordFailed, RecordFailed):
@@ -205,7 +205,7 @@ def _check_cancel(cancel: threading.Event) -> None:
 
 def _check_name_free(conn: Connection, plan: SitePlan) -> None:
     # Someone may have created an image with the production name since we planned.
-    holders = [i for i in glance.list_images(conn) if i.name == plan.production_name]
+    holders = glance.list_images(conn, name=plan.production_name)
     if holders:
         raise NameTaken(f"'{plan.production_name}' appeared meanwhile on "
                         f"{', '.join(i.id for i in holders)}", site=plan.site)

@@ -4,9 +4,11 @@ boundary where any failure at a site becomes that site's result instead of stopp
 Steps translate the exceptions of their SDK calls where they happen (`translated`): the step
 decides what a failure there means (an upload that fails is an UploadFailed, whatever the HTTP
 status), except for what is about the site as a whole: a refused credential or permission is
-always AccessRefused, a site that does not answer SiteUnreachable. Every site job (listing,
-publishing, each rollback step, pruning) runs inside `contain`, the only place in publish that
-catches every exception. A failed site's result shows the error's `reason`.
+always AccessRefused, a site that does not answer SiteUnreachable (a step may say otherwise:
+the object store is a service of its own, and its not answering is a RecordFailed). Every
+site job (listing, publishing, each rollback step, pruning) runs inside `contain`, the only
+place in publish that catches every exception. A failed site's result shows the error's
+`reason`.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ def production_manifest(catalog: Catalog, site: str, name: str, *,
     target = resolve_targets(catalog, select_sites(catalog, [site], all_sites=False))[0]
     conn = connect(target)
     with translated(site, "cannot list images"):
-        images = list_images(conn)
+        images = list_images(conn, name=name)
     image = production_image(images, name)
     if image is None:
         raise UsageError(f"{site}: no production image named '{name}'",
