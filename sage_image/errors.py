@@ -9,6 +9,8 @@ Exit codes (documented in README.md):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class SageImageError(Exception):
     """Base of every error the CLI reports as one line (plus an optional hint)."""
@@ -70,12 +72,54 @@ class BootTestError(SageImageError):
 
 
 class PublishError(SageImageError):
-    """Publishing to one site failed (after rolling that site back)."""
+    """Publishing to one site (or reading what is published there) failed; `reason` is the
+    message without the site. The subclasses say what failed; a failure no subclass names (a
+    Glance error answer outside the steps below) is a PublishError itself."""
 
     def __init__(self, message: str, *, site: str, hint: str | None = None) -> None:
         super().__init__(f"{site}: {message}", hint=hint)
         self.site = site
         self.reason = message
+
+
+class SiteUnreachable(PublishError):
+    """The site did not answer: its Glance (or Keystone) refused the connection, timed out,
+    failed TLS, or has no image endpoint in its service catalog."""
+
+
+class AccessRefused(PublishError):
+    """The site refused the credentials (401: wrong or expired) or what they may do there
+    (403: the project's role and the site's policy)."""
+
+
+class NameTaken(PublishError):
+    """Another image took the production name while this build was being uploaded."""
+
+
+class UploadFailed(PublishError):
+    """Glance did not take the image's bytes (refused them, or the connection broke)."""
+
+
+class VerifyFailed(PublishError):
+    """What Glance stored is not the build: not active, or another sha512 or size."""
+
+
+class RecordFailed(PublishError):
+    """The site's object store did not keep the build's record or its `current` pointer
+    (unreachable, refused, another build's record in the way, or an endpoint that is no
+    Swift)."""
+
+
+class RollbackIncomplete(PublishError):
+    """A failed site could not be put back as it was: `problems` names what is left to undo."""
+
+    def __init__(self, cause: PublishError, problems: Sequence[str]) -> None:
+        super().__init__(f"{cause.reason}; ROLLBACK INCOMPLETE: {'; '.join(problems)}",
+                         site=cause.site,
+                         hint="undo what it names by hand (`sage-image images` lists the "
+                              "site's images), then publish again")
+        self.cause = cause
+        self.problems = tuple(problems)
 
 
 class Interrupted(SageImageError):

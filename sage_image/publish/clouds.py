@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from ..catalog.model import Catalog, Site
 from ..errors import UsageError
 from ..values import did_you_mean
+from .failures import sdk_errors
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -70,12 +71,20 @@ def resolve_targets(catalog: Catalog, sites: Sequence[Site]) -> list[SiteTarget]
     return targets
 
 
+def config_errors() -> tuple[type[Exception], ...]:
+    """What reading clouds.yaml raises: openstacksdk's ConfigException and keystoneauth's
+    plugin errors for what they check; TypeError, AttributeError or ValueError from
+    openstacksdk's loader for an entry of the wrong shape (a number where a mapping belongs);
+    OSError for a file it cannot read."""
+    return (*sdk_errors(), OSError, TypeError, AttributeError, ValueError)
+
+
 def known_clouds() -> set[str]:
     from openstack import config as os_config
 
     try:
         return set(os_config.OpenStackConfig().get_cloud_names())
-    except Exception as exc:  # a malformed clouds.yaml: report it without its content
+    except config_errors() as exc:  # report it without the file's content
         raise UsageError(f"cannot read clouds.yaml: {type(exc).__name__}") from exc
 
 
@@ -87,7 +96,7 @@ def connect(target: SiteTarget) -> Connection:
         if target.from_env:
             return openstack.connect(load_yaml_config=False, load_envvars=True)
         return openstack.connect(cloud=target.cloud)
-    except Exception as exc:  # keystoneauth/openstack config errors name options, not values
+    except config_errors() as exc:  # keystoneauth/openstack config errors name options, not values
         raise UsageError(f"site {target.name}: cannot configure cloud '{target.cloud}': "
                          f"{type(exc).__name__}: {exc}") from exc
 

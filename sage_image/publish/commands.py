@@ -94,7 +94,7 @@ def cmd_publish(args: argparse.Namespace, console: Console) -> int:
         if console.json_mode:
             console.json({"dry_run": True, "name": output.identity.name, "sites": [
                 {"site": p.target.name, "steps": p.plan.describe() if p.plan else [],
-                 "action": p.plan.action.value if p.plan else "failed", "error": p.error}
+                 "action": p.plan.action.value if p.plan else "failed", "error": p.reason}
                 for p in planned]})
         return 0 if all(p.plan for p in planned) else 1
     results = pub.apply_all(console, planned)

@@ -10,12 +10,12 @@ from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from ..catalog.commands import catalog_images
 from ..catalog.model import Catalog, load_catalog
 from ..console import Console
-from ..errors import UsageError
-from .apply import _reason
+from ..errors import PublishError, UsageError
 from .clouds import (
     SiteTarget,
     compute_endpoint,
@@ -24,8 +24,12 @@ from .clouds import (
     resolve_targets,
     select_sites,
 )
+from .failures import contain
 from .plan import PROP_BACKDATED_AT, TEMP_MARK, _parse_created
 from .site import SiteImage, delete_image, images_in_use, list_images, patch_image
+
+if TYPE_CHECKING:
+    from openstack.connection import Connection
 
 LEFTOVER_AGE = timedelta(days=1)  # a temporary upload older than this belongs to a dead run
 
@@ -72,10 +76,11 @@ def targets_for(catalog: Catalog, args: argparse.Namespace) -> list[SiteTarget]:
 
 def gather(targets: Sequence[SiteTarget]) -> list[SiteImages]:
     def one(target: SiteTarget) -> SiteImages:
-        try:
-            return SiteImages(target, tuple(list_images(connect(target))))
-        except Exception as exc:
-            return SiteImages(target, (), f"cannot list images: {_reason(exc)}")
+        images = contain(target.name, lambda: tuple(list_images(connect(target))),
+                         doing="cannot list images")
+        if isinstance(images, PublishError):
+            return SiteImages(target, (), images.reason)
+        return SiteImages(target, images)
 
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
         return list(pool.map(one, targets))
@@ -270,10 +275,11 @@ def _site_prune(site: SiteImages, names: Collection[str], rule: PruneRule,
     if candidates:
         conn = connect(site.target)
         if compute_endpoint(conn):
-            try:
-                in_use = images_in_use(conn, candidates)
-            except Exception as exc:
-                known, note = False, f"cannot list servers ({_reason(exc)}): nothing is deleted"
+            servers = contain(site.target.name, lambda: images_in_use(conn, candidates))
+            if isinstance(servers, PublishError):
+                known, note = False, f"cannot list servers ({servers.reason}): nothing is deleted"
+            else:
+                in_use = servers
         else:
             note = "no compute endpoint: no server can use its images"
     return plan_prune(site.target.name, site.images, names, rule=rule, now=now, in_use=in_use,
@@ -287,12 +293,17 @@ def _apply_prune(targets: Sequence[SiteTarget], actions: Sequence[PruneAction],
     for a in actions:
         if a.action == "keep":
             continue
-        try:
-            if a.action == "hide":
-                patch_image(conns[a.site], a.image, hidden=True)
-            else:
-                delete_image(conns[a.site], a.image.id)
+        outcome = contain(a.site, lambda a=a: _carry_out(conns[a.site], a),
+                          doing=f"{a.action} {a.image.id} failed")
+        if isinstance(outcome, PublishError):
+            errors[a.site] = outcome.reason
+        else:
             done.append(f"{a.site}: {a.action} {a.image.name} ({a.image.id}): done")
-        except Exception as exc:
-            errors[a.site] = f"{a.action} {a.image.id} failed: {_reason(exc)}"
     return done
+
+
+def _carry_out(conn: Connection, action: PruneAction) -> None:
+    if action.action == "hide":
+        patch_image(conn, action.image, hidden=True)
+    else:
+        delete_image(conn, action.image.id)

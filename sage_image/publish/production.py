@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..catalog.model import Catalog
-from ..errors import PublishError, UsageError
+from ..errors import RecordFailed, UsageError
 from ..outfolder import Manifest
-from .apply import _reason
 from .clouds import connect, resolve_targets, select_sites
+from .failures import translated
 from .publish import record_manifest
 from .record import PROP_MANIFEST_SHA, PROP_PACKAGES_SHA, RecordError, packages_digest
 from .site import SiteImage, list_images
@@ -28,20 +28,18 @@ def production_manifest(catalog: Catalog, site: str, name: str, *,
     manifest and sha256): when the store has lost the record but the image says it is that very
     build, the build's own manifest stands in, and the note says so."""
     target = resolve_targets(catalog, select_sites(catalog, [site], all_sites=False))[0]
-    try:
-        conn = connect(target)
-        images = list_images(conn)
-    except UsageError:
-        raise
-    except Exception as exc:
-        raise PublishError(f"cannot list images: {_reason(exc)}", site=site) from exc
+    conn = connect(target)
+    with translated(site, "cannot list images"):
+        images = list_images(conn, name=name)
     image = production_image(images, name)
     if image is None:
         raise UsageError(f"{site}: no production image named '{name}'",
                          hint="publish it first, or compare two builds: sage-image diff A B")
     where = f"{site} image {image.id}"
     try:
-        return record_manifest(conn, image, where=where), f"{site}: {image.id}", ""
+        with translated(site, f"cannot read the record of {image.id}", failed=RecordFailed,
+                        unreachable=RecordFailed):
+            return record_manifest(conn, image, where=where), f"{site}: {image.id}", ""
     except RecordError as exc:
         manifest, sha256 = local
         if image.properties.get(PROP_MANIFEST_SHA) == sha256:
@@ -53,6 +51,3 @@ def production_manifest(catalog: Catalog, site: str, name: str, *,
                 else "not the same as")
         raise RecordError(f"{exc.message}; by its {PROP_PACKAGES_SHA} its package list is "
                           f"{same} this build's", hint=exc.hint) from exc
-    except Exception as exc:
-        raise PublishError(f"cannot read the record of {image.id}: {_reason(exc)}",
-                           site=site) from exc

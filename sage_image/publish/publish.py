@@ -14,7 +14,7 @@ from ..boottest.checks.model import load_checks
 from ..catalog.model import Catalog
 from ..console import Console
 from ..diff.diff import diff_manifests
-from ..errors import UsageError
+from ..errors import PublishError, UsageError
 from ..outfolder import (
     Manifest,
     PreviousImage,
@@ -23,13 +23,14 @@ from ..outfolder import (
     write_published,
 )
 from . import store
-from .apply import SiteResult, _reason, apply_plan
+from .apply import SiteResult, apply_plan, failed
 from .clouds import SiteTarget, connect, resolve_targets, select_sites
+from .failures import contain
 from .metadata import ImageMetadata, check_values, image_metadata
 from .output import BuildOutput, load_output
 from .plan import Action, SitePlan, image_properties, plan_site
 from .progress import SiteBars
-from .record import Record, RecordError, manifest_from_record, read_record, record_location
+from .record import Record, manifest_from_record, read_record, record_location
 from .site import SiteImage, list_images
 
 if TYPE_CHECKING:
@@ -52,7 +53,11 @@ class Planned:
     target: SiteTarget
     plan: SitePlan | None
     conn: Connection | None
-    error: str = ""
+    error: PublishError | None = None
+
+    @property
+    def reason(self) -> str:
+        return self.error.reason if self.error else ""
 
 
 @dataclass(frozen=True)
@@ -99,11 +104,10 @@ def plan_all(catalog: Catalog, request: PublishRequest, prepared: Prepared) -> l
     visibility = request.visibility or catalog.publish.visibility
 
     def one(target: SiteTarget) -> Planned:
-        try:
-            conn = connect(target)
-            images = list_images(conn)
-        except Exception as exc:  # an unreachable site fails alone; the others go on
-            return Planned(target, None, None, f"cannot list images: {_reason(exc)}")
+        listed = contain(target.name, lambda: _listed(target), doing="cannot list images")
+        if isinstance(listed, PublishError):  # an unreachable site fails alone; the others go on
+            return Planned(target, None, None, listed)
+        conn, images = listed
         return Planned(target, plan_site(
             target, prepared.output, images, policy=catalog.publish,
             metadata=prepared.metadata.get(target.name), record=prepared.record,
@@ -113,10 +117,15 @@ def plan_all(catalog: Catalog, request: PublishRequest, prepared: Prepared) -> l
         return list(pool.map(one, prepared.targets))
 
 
+def _listed(target: SiteTarget) -> tuple[Connection, list[SiteImage]]:
+    conn = connect(target)
+    return conn, list_images(conn)
+
+
 def show_plans(console: Console, output: BuildOutput, planned: Sequence[Planned]) -> None:
     console.info(f"plan for {output.identity.name} ({output.build_tag}):")
     for p in planned:
-        steps = p.plan.describe() if p.plan else [f"failed: {p.error}"]
+        steps = p.plan.describe() if p.plan else [f"failed: {p.reason}"]
         console.info(f"  {p.target.name} ({p.target.cloud}, {p.target.disk_format}):")
         for step in steps:
             console.info(f"    - {step}")
@@ -144,8 +153,9 @@ def apply_all(console: Console, planned: Sequence[Planned]) -> list[SiteResult]:
 
 def _apply_one(p: Planned, bars: SiteBars, cancel: threading.Event) -> SiteResult:
     if p.plan is None or p.conn is None:
+        assert p.error is not None
         bars.update(p.target.name, "failed", 0)
-        return SiteResult(p.target.name, "failed", p.error)
+        return failed(p.error)
     result = apply_plan(p.conn, p.plan, cancel=cancel,
                         report=lambda phase, done: bars.update(p.target.name, phase, done))
     bars.update(p.target.name, result.status, 0)
@@ -181,13 +191,12 @@ def previous_entry(output: BuildOutput, replaced: SiteImage | None, site: str,
     if replaced is None:
         return None
     build_tag = replaced.properties.get("build-tag")
-    try:
-        old = record_manifest(conn, replaced, where=f"{site} image {replaced.id}")
-    except RecordError as exc:
-        return PreviousImage(image_id=replaced.id, build_tag=build_tag, error=exc.message)
-    except Exception as exc:  # the store is unreachable: the publish itself succeeded
-        return PreviousImage(image_id=replaced.id, build_tag=build_tag,
-                             error=f"cannot read its record: {_reason(exc)}")
+    # a record that is lost or changed, or a store that is unreachable: the publish itself
+    # succeeded, and what is new is unknown
+    old = contain(site, lambda: record_manifest(conn, replaced, where=f"{site} image {replaced.id}"),
+                  doing="cannot read its record")
+    if isinstance(old, PublishError):
+        return PreviousImage(image_id=replaced.id, build_tag=build_tag, error=old.reason)
     changes = diff_manifests(old, output.manifest, old_label=f"{site}: {replaced.id}",
                              new_label=output.identity.name).as_json()
     return PreviousImage(image_id=replaced.id, build_tag=build_tag, changes=changes)

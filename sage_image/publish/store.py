@@ -13,7 +13,7 @@ import hashlib
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from ..errors import PublishError
+from ..errors import RecordFailed
 
 if TYPE_CHECKING:
     from openstack.connection import Connection
@@ -40,7 +40,7 @@ def put_new(conn: Connection, container: str, name: str, data: bytes, *, site: s
             raise
     if conn.object_store.get_object_metadata(name, container).etag == etag:
         return False
-    raise PublishError(f"{container}/{name} already holds another build's record (two builds "
+    raise RecordFailed(f"{container}/{name} already holds another build's record (two builds "
                        "with the same build-tag?); it is left as it is", site=site)
 
 
@@ -59,7 +59,7 @@ def _put(conn: Connection, container: str, name: str, data: bytes, *, etag: str,
     resp = conn.object_store.put(quote(f"{container}/{name}"), data=data, headers=headers)
     exceptions.raise_from_response(resp)
     if resp.status_code != 201 or resp.headers.get("Etag", "").strip('"') != etag:
-        raise PublishError(f"the object store did not store {container}/{name} (HTTP "
+        raise RecordFailed(f"the object store did not store {container}/{name} (HTTP "
                            f"{resp.status_code}, ETag {resp.headers.get('Etag')!r}): is the "
                            "site's object-store endpoint a Swift?", site=site)
 
