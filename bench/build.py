@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from sage_image.outfolder import read_manifest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,10 +32,10 @@ def build(variant: str, release: str, out: Path, cache: Path) -> dict:
                     "--cache", str(cache)], check=True, cwd=ROOT,
                    stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     wall = time.monotonic() - start
-    manifest = json.loads((out / "manifest.json").read_text())
-    return {"wall": round(wall, 1), "phases": manifest["phases"],
-            "sizes": {fmt: f["size"] for fmt, f in manifest["files"].items()},
-            "raw_path": str(out / manifest["files"]["raw"]["path"])}
+    manifest = read_manifest(out)
+    return {"wall": round(wall, 1), "phases": manifest.phases,
+            "sizes": {fmt: f.size for fmt, f in manifest.files.items()},
+            "raw_path": str(out / manifest.files["raw"].path)}
 
 
 def zstd_size(raw: str, dest: Path) -> tuple[int, float]:

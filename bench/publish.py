@@ -11,7 +11,6 @@ re-publish to three sites (target: under 5 s).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -25,13 +24,15 @@ import urllib.request
 from pathlib import Path
 
 from sage_image.localcloud.cloud import DEMO_CLOUDS, SiteSpec, start_cloud
+from sage_image.outfolder import read_manifest
+from tests import contract
 
 SECTION = "## Publish"
 
 
 def make_build(root: Path, name: str, size_mb: int) -> Path:
-    """A build output folder (docs/manifest.md) whose raw and qcow2 files are random bytes:
-    incompressible, so every site stores and hashes the full size."""
+    """A build output folder (docs/manifest.md, the tests' contract types) whose raw and qcow2
+    files are random bytes: incompressible, so every site stores and hashes the full size."""
     out = root / name
     out.mkdir()
     raw = out / f"{name}.raw"
@@ -40,39 +41,23 @@ def make_build(root: Path, name: str, size_mb: int) -> Path:
             f.write(os.urandom(1 << 20))
     qcow2 = out / f"{name}.qcow2"
     subprocess.run(["qemu-img", "convert", "-O", "qcow2", raw, qcow2], check=True)
-    files = {fmt: describe_file(path, fmt) for fmt, path in (("qcow2", qcow2), ("raw", raw))}
+    files = {fmt: contract.image_file(path, fmt, virtual_size=raw.stat().st_size)
+             for fmt, path in (("qcow2", qcow2), ("raw", raw))}
     stamp = int(time.time())
-    manifest = {"schema": 1, "name": name, "release": "bookworm", "variant": "sage",
-                "arch": "amd64", "family": "debian", "os_version": "12", "qemu_arch": "x86_64",
-                "sites": ["CHI@UC", "CHI@TACC", "KVM@TACC"], "files": files,
-                "properties": {"build-timestamp": str(stamp), "build-tag": f"bench-{stamp}",
-                               "build-image-name": name,
-                               "build-repo": "https://example.invalid/sage-image-builder",
-                               "build-repo-commit": "0" * 40}}
-    (out / "manifest.json").write_text(json.dumps(manifest))
+    contract.write_build(out, contract.manifest(
+        name, files=files, properties={"build-timestamp": str(stamp), "build-tag": f"bench-{stamp}"}))
     return out
-
-
-def describe_file(path: Path, fmt: str) -> dict[str, object]:
-    h = hashlib.sha512()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return {"path": path.name, "disk_format": fmt, "size": path.stat().st_size,
-            "virtual_size": (path.parent / f"{path.stem}.raw").stat().st_size,
-            "sha512": h.hexdigest()}
 
 
 def rename_build(src: Path, name: str) -> Path:
     """The same bytes under another production name (hard links: no copy)."""
     dst = src.parent / name
     dst.mkdir()
-    manifest = json.loads((src / "manifest.json").read_text())
-    for f in manifest["files"].values():
-        os.link(src / f["path"], dst / f["path"])
-    manifest["name"] = name
-    manifest["properties"]["build-image-name"] = name
-    (dst / "manifest.json").write_text(json.dumps(manifest))
+    manifest = read_manifest(src)
+    for f in manifest.files.values():
+        os.link(src / f.path, dst / f.path)
+    contract.write_build(dst, contract.replace(
+        manifest, name=name, properties=manifest.properties | {"build-image-name": name}))
     return dst
 
 

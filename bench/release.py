@@ -29,6 +29,8 @@ from pathlib import Path
 
 import yaml
 
+from sage_image.outfolder import read_manifest, read_results
+
 ROOT = Path(__file__).resolve().parents[1]
 SAGE_IMAGE = [sys.executable, "-m", "sage_image.cli"]
 SITES = ("CHI@UC", "CHI@TACC", "KVM@TACC")
@@ -71,10 +73,10 @@ def seed_style(out: Path, env: dict[str, str], urls: dict[str, str]) -> dict[str
                                         "--out", str(out / "seed" / site), "--cache", str(cache)],
                                        env)
     for site in SITES:
-        manifest = json.loads((out / "seed" / site / "manifest.json").read_text())
-        fmt, entry = next(iter(manifest["files"].items()))
+        manifest = read_manifest(out / "seed" / site)
+        fmt, entry = next(iter(manifest.files.items()))
         start = time.monotonic()
-        glance_cli_upload(urls[site], f"seed-{manifest['name']}", out / "seed" / site / entry["path"], fmt)
+        glance_cli_upload(urls[site], f"seed-{manifest.name}", out / "seed" / site / entry.path, fmt)
         times[f"upload {site}"] = round(time.monotonic() - start, 1)
     return times
 
@@ -89,9 +91,10 @@ def release(out: Path, env: dict[str, str], cache: Path) -> tuple[float, dict]:
 
 def boot_test_numbers(out: Path) -> dict:
     """The release's boot test of the sage image: boot to SSH and the checks' wall time."""
-    results = json.loads((out / "release" / "bookworm-sage-amd64" / "test-results.json").read_text())
-    return {"boot": results["boot_seconds"], "checks": results["checks_seconds"],
-            "passed": sum(c["passed"] for c in results["checks"]), "of": len(results["checks"])}
+    results = read_results(out / "release" / "bookworm-sage-amd64" / "test-results.json")
+    assert results is not None, "the release did not test the sage image"
+    return {"boot": results.boot_seconds, "checks": results.checks_seconds,
+            "passed": sum(c.passed for c in results.checks), "of": len(results.checks)}
 
 
 def build_numbers(out: Path, env: dict[str, str], cache: Path) -> dict:
@@ -105,9 +108,9 @@ def build_numbers(out: Path, env: dict[str, str], cache: Path) -> dict:
                "base, full image, warm": out / "base-warm"}
     numbers = {}
     for label, folder in folders.items():
-        manifest = json.loads((folder / "manifest.json").read_text())
-        numbers[label] = {"phases": manifest["phases"],
-                          "sizes": {f: e["size"] for f, e in manifest["files"].items()}}
+        manifest = read_manifest(folder)
+        numbers[label] = {"phases": manifest.phases,
+                          "sizes": {f: e.size for f, e in manifest.files.items()}}
     sage = folders["sage on the base layer (release, warm base)"]
     raw = next(sage.glob("*.raw"))
     start = time.monotonic()
