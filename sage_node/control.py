@@ -5,6 +5,7 @@ verbs of pluginctl, over the runner boundary (runners.py). Library code: typed e
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -66,10 +67,25 @@ class Launched:
     runner: Runner
 
 
+# RabbitMQ's default disk_free_limit is 50 MB: below it, its disk alarm blocks every publisher
+# (pywaggle then waits for ever). Refuse to start a plugin that close to it.
+MIN_FREE_MB = 100
+
+
+def check_disk(config: NodeConfig) -> None:
+    stat = shutil.disk_usage(config.state_dir)
+    free_mb = stat.free // (1024 * 1024)
+    if free_mb < MIN_FREE_MB:
+        raise NodeError(f"only {free_mb} MB free where the node keeps its data ({config.state_dir})"
+                        ": RabbitMQ blocks publishers below 50 MB, the plugin would hang",
+                        hint="free some space (docker image prune, old uploads)")
+
+
 def launch(config: NodeConfig, request: PluginRequest, *, verb: str, progress: BinaryIO,
            replace: bool = False) -> Launched:
     """Build a folder if given one, create the plugin, write its app metadata, start it."""
     state = require_up(config, verb)
+    check_disk(config)
     runner = runner_for(config, state)
     image = request.image
     if Path(image).is_dir():

@@ -92,18 +92,34 @@ def load_secrets(layout: Layout) -> broker.Secrets:
 
 
 def docker_bridge(docker: str = "docker") -> str:
-    """The default bridge's gateway: where plugins in containers reach the host."""
+    """The default bridge's address on this host: where plugins in containers reach it. Docker
+    names it as the network's gateway, or only its interface (docker0) has it."""
     try:
         out = proc.run([docker, "network", "inspect", "bridge", "--format",
-                        "{{range .IPAM.Config}}{{.Gateway}} {{end}}"], timeout=30).stdout
+                        '{{range .IPAM.Config}}{{.Gateway}} {{end}}|'
+                        '{{index .Options "com.docker.network.bridge.name"}}'], timeout=60).stdout
     except CommandError as exc:
         raise NodeError(f"cannot ask Docker for its bridge: {exc.message}",
                         hint="is Docker running (sudo systemctl start docker)? "
                              "Without Docker: set `runner: process` in the config") from None
-    gateways = [g for g in out.split() if "." in g]
-    if not gateways:
-        raise NodeError("Docker's bridge network has no IPv4 gateway")
-    return gateways[0]
+    gateways, _, interface = out.strip().partition("|")
+    found = [g for g in gateways.split() if "." in g] or \
+        [a for a in [interface_address(interface or "docker0")] if a]
+    if not found:
+        raise NodeError(f"Docker's bridge ({interface or 'docker0'}) has no IPv4 address")
+    return found[0]
+
+
+def interface_address(name: str) -> str | None:
+    """An interface's IPv4 address (SIOCGIFADDR), None when it has none."""
+    import fcntl
+    import struct
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            raw = fcntl.ioctl(sock.fileno(), 0x8915, struct.pack("256s", name.encode()[:15]))
+        except OSError:
+            return None
+    return socket.inet_ntoa(raw[20:24])
 
 
 def _setting_for(config: NodeConfig, port: int) -> str:

@@ -25,6 +25,11 @@ from .errors import CommandError, PluginError, UsageError
 from .plugins import HOME_LABEL, ContainerSpec
 
 IMAGE_COMPONENT = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# What the plugin base's root file system needs to be an image like python:3.11: its venv
+# (pywaggle) first on PATH, so `pip3 install` and `python3` in a Dockerfile use it.
+BASE_CHANGES = ("--change", "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                            "/usr/bin:/sbin:/bin",
+                "--change", "ENV LANG=C.UTF-8", "--change", 'CMD ["python3"]')
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ class DockerRunner:
         return proc.run([self.docker, *args], timeout=timeout).stdout
 
     def ensure_base(self, app_dir: Path, progress: BinaryIO) -> None:
-        """Load the offline plugin base (docker load, never a pull) when a Dockerfile uses it."""
+        """Import the offline plugin base (a root file system tarball: docker import, never a
+        pull) when a Dockerfile starts FROM it and Docker does not have it yet."""
         dockerfile = app_dir / "Dockerfile"
         text = dockerfile.read_text() if dockerfile.is_file() else ""
         if not re.search(rf"^\s*FROM\s+{re.escape(self.base_image)}(\s|$)", text, re.M | re.I):
@@ -107,10 +113,11 @@ class DockerRunner:
             return
         if not self.base_archive.is_file():
             raise PluginError(f"{self.base_image} is not in Docker and {self.base_archive} is "
-                              "missing", hint="point plugin_base.archive at its docker save archive")
-        progress.write(f"loading {self.base_image} from {self.base_archive}\n".encode())
+                              "missing", hint="point plugin_base.archive at its root file system "
+                                              "tarball")
+        progress.write(f"importing {self.base_image} from {self.base_archive}\n".encode())
         progress.flush()
-        self._run("load", "--quiet", "--input", str(self.base_archive), timeout=600)
+        self._run("import", *BASE_CHANGES, str(self.base_archive), self.base_image, timeout=900)
 
     def build(self, app_dir: Path, extra: list[str], progress: BinaryIO) -> str:
         ref = image_ref(app_dir)

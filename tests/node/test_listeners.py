@@ -39,3 +39,10 @@ def test_this_processs_own_listener_is_found():
         port = sock.getsockname()[1]
         assert Listener("127.0.0.1", port, os.getpid()) in listeners_of([os.getpid()])
     assert all(item.port != port for item in listeners_of([os.getpid()]))
+
+
+def test_interface_addresses_for_the_docker_bridge():
+    from sage_node.node import interface_address
+
+    assert interface_address("lo") == "127.0.0.1"
+    assert interface_address("no-such-if0") is None

@@ -118,3 +118,22 @@ def test_ps_table_as_pluginctls():
 
 def test_spec_paths_are_absolute(tmp_path):
     assert all(isinstance(h, Path) and h.is_absolute() for h, _, _ in make_spec(tmp_path).mounts)
+
+
+def test_a_plugin_is_not_started_where_rabbitmq_would_block_it(tmp_path, monkeypatch):
+    """RabbitMQ's disk alarm (below 50 MB free) blocks every publisher and pywaggle then waits
+    for ever - seen in the boot test's VM. The free space is faked here; the rest is real."""
+    import shutil as real_shutil
+    from collections import namedtuple
+
+    from sage_node import control
+    from sage_node.config import load_config
+    from sage_node.errors import NodeError
+
+    (tmp_path / "c.yaml").write_text(f"state_dir: {tmp_path}\n")
+    config = load_config({"SAGE_NODE_CONFIG": str(tmp_path / "c.yaml")})
+    control.check_disk(config)        # this machine has room
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(real_shutil, "disk_usage", lambda _p: usage(10**9, 10**9, 60 * 2**20))
+    with pytest.raises(NodeError, match="only 60 MB free .* RabbitMQ blocks publishers"):
+        control.check_disk(config)
