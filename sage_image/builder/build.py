@@ -93,7 +93,9 @@ def build_image(plan: BuildPlan, options: BuildOptions, reporter: Reporter) -> d
             installed = {"packages": packages, "package_arch": artifacts.package_architectures(
                 paths.artifacts / "dpkg-status"), "kernel_version": _kernel_version(paths),
                          "python_packages": artifacts.installed_python_packages(
-                             paths.artifacts / "python-packages")}
+                             paths.artifacts / "python-packages"),
+                         "node_python_packages": artifacts.installed_python_packages(
+                             paths.artifacts / "node-python-packages")}
             described: dict[str, Any] = {}
             if not plan.layer_only:
                 with timer.phase("formats", reporter):
@@ -144,6 +146,8 @@ def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> di
     if plan.python and plan.python.lock:
         # One value pins every Python package (the lock is /opt/sage/requirements.txt too).
         properties["build-python-lock"] = pythonlock.lock_digest(plan.python.lock)
+    if plan.node_python and plan.node_python.lock:
+        properties["build-node-python-lock"] = pythonlock.lock_digest(plan.node_python.lock)
     return properties
 
 
@@ -181,7 +185,8 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
         "layout": layout_manifest(plan.layout) if plan.layout else None,
         "checks": list(plan.checks), "packages": installed["packages"],
         "package_arch": installed["package_arch"],
-        "python_packages": installed["python_packages"], "phases": phases,
+        "python_packages": installed["python_packages"],
+        "node_python_packages": installed["node_python_packages"], "phases": phases,
         "ntp": {"servers": list(plan.ntp_servers), "pool": plan.ntp_pool},
         "firewall": {r.kind: {"virt": r.virt, "enabled": r.enabled} for r in plan.firewall},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

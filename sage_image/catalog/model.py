@@ -168,6 +168,9 @@ class Variant:
     arches: tuple[str, ...] | None = None
     cuda: Cuda | None = None
     python: PythonEnv | None = None
+    # sage-node's own venv (its dependencies and the data-sharing service's pins): not on
+    # cc's PATH, installed from its own lock like `python`
+    node_python: PythonEnv | None = None
     image_extra_mb: int | None = None  # the builder's default when unset
 
 
@@ -314,6 +317,13 @@ class Catalog:
         found = None
         for v in self.variant_chain(name):
             found = v.python or found
+        return found
+
+    def variant_node_python(self, name: str) -> PythonEnv | None:
+        """sage-node's venv, nearest along the chain (gpu inherits sage's)."""
+        found = None
+        for v in self.variant_chain(name):
+            found = v.node_python or found
         return found
 
     def variant_image_extra_mb(self, name: str) -> int:
@@ -592,7 +602,7 @@ class _Parser:
         w = ("variants", name)
         v = self.mapping(raw, w, required=("description", "elements", "name", "checks"),
                          optional=("parent", "sources", "min_free_gb", "arches", "cuda", "python",
-                                   "image_extra_mb"))
+                                   "node_python", "image_extra_mb"))
         template = self.string(v["name"], w + ("name",))
         try:
             template.format(**{f: "x" for f in NAME_FIELDS})
@@ -611,6 +621,8 @@ class _Parser:
                     if "arches" in v else None),
             cuda=self.cuda(v["cuda"], w + ("cuda",), releases) if "cuda" in v else None,
             python=self.python(v["python"], w + ("python",)) if "python" in v else None,
+            node_python=(self.python(v["node_python"], w + ("node_python",))
+                         if "node_python" in v else None),
             image_extra_mb=(self.whole(v["image_extra_mb"], w + ("image_extra_mb",))
                             if "image_extra_mb" in v else None),
         )

@@ -93,7 +93,9 @@ def diff_manifests(old: Mapping[str, Any], new: Mapping[str, Any], *, old_label:
                *_versions("package", old.get("packages") or {}, new.get("packages") or {},
                           _debian_order),
                *_versions("python", old.get("python_packages") or {},
-                          new.get("python_packages") or {}, _python_order)]
+                          new.get("python_packages") or {}, _python_order),
+               *_versions("node python", old.get("node_python_packages") or {},
+                          new.get("node_python_packages") or {}, _python_order)]
     return ManifestDiff(old=old_label, new=new_label, changes=tuple(changes))
 
 

@@ -12,18 +12,27 @@ from pathlib import Path
 
 import pytest
 
+from sage_image.catalog import load_catalog
 from tests.node.harness import DSS_STANDIN, NodeHarness, group_pids, leftovers, make_node
 
 
 @pytest.fixture(scope="session")
 def dss_python(tmp_path_factory) -> Path:
-    """A venv with the data-sharing service's own requirements (upstream's pins)."""
+    """A venv as the sage image's sage-node venv: the catalog's hash-pinned node_python lock
+    for this Python (what the data-sharing service runs with in the image); on a Python the
+    catalog has no lock for, the service's own requirements.txt pins."""
     venv = tmp_path_factory.mktemp("dss-venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pins = [ln for ln in (DSS_STANDIN / "requirements.txt").read_text().splitlines()
-            if ln and not ln.startswith(("#", "coverage"))]   # coverage: upstream's tests only
-    subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-                    *pins], check=True)
+    pip = [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check"]
+    env = load_catalog().variants["sage"].node_python
+    here = f"{sys.version_info.major}.{sys.version_info.minor}"
+    lock = next((lock.file for lock in env.locks.values() if lock.python == here), None)
+    if lock is not None:
+        subprocess.run([*pip, "--require-hashes", "--no-deps", "-r", str(lock)], check=True)
+    else:
+        pins = [ln for ln in (DSS_STANDIN / "requirements.txt").read_text().splitlines()
+                if ln and not ln.startswith(("#", "coverage"))]   # coverage: upstream's tests
+        subprocess.run([*pip, *pins], check=True)
     return venv / "bin" / "python"
 
 
