@@ -32,7 +32,7 @@ TEST_LOGS = "test-logs"
 PUBLISHED = "published.json"
 
 # The schema each file is written with; a reader accepts exactly this one (docs/manifest.md).
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: node_python_packages
 RESULTS_SCHEMA = 2  # 2: per-check definition digests and the tester's identity
 PUBLISHED_SCHEMA = 1
 
@@ -178,6 +178,7 @@ class Manifest(ImageIdentity):
     packages: dict[str, str]
     package_arch: dict[str, str]
     python_packages: dict[str, str]
+    node_python_packages: dict[str, str]  # sage-node's own venv ({} without one)
     phases: dict[str, float]
     ntp: NtpEntry
     firewall: dict[str, FirewallEntry]

@@ -41,8 +41,9 @@ from sage_image.localcloud.cloud import LocalCloud, SiteSpec, start_cloud
 from sage_image.outfolder import Manifest, read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILD_INPUTS = [ROOT / "sage_image" / d for d in ("builder", "elements", "catalog")]
-SOURCE_NAMES = ("cc-snapshot", "waggle-node", "beehive-server", "edge-plugins", "sage-ecr")
+BUILD_INPUTS = [ROOT / "sage_image" / d for d in ("builder", "elements", "catalog")] + [ROOT / "sage_node"]
+SOURCE_NAMES = ("cc-snapshot", "waggle-node", "beehive-server", "edge-plugins", "sage-ecr",
+                "wes-data-sharing-service")
 TEST_CACHE = Path(os.environ.get("SAGE_IMAGE_TEST_CACHE",
                                  Path.home() / ".cache" / "sage-image" / "test-builds"))
 

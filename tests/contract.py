@@ -93,6 +93,7 @@ def manifest(name: str = "Sage-VirtualWaggle-Debian12", *, variant: str = "sage"
         checks=catalog.variant_checks(variant) if variant in catalog.variants else (),
         packages={"docker.io": "20.10.24+dfsg1-1", "docker-compose": "1.29.2-3"},
         package_arch={"docker.io": "amd64", "docker-compose": "all"}, python_packages={},
+        node_python_packages={},
         phases={}, ntp=NtpEntry(servers=(), pool=True),
         firewall={"baremetal": FirewallEntry(virt="none", enabled=True),
                   "kvm": FirewallEntry(virt="vm", enabled=False)},

@@ -82,7 +82,7 @@ def _written(tmp_path: Path, edit: Any) -> Path:
     (lambda m: m["files"]["raw"].update(size="3"), "files[...].size: expected `int`, got `str`"),
     (lambda m: m["boot"].pop("cmdline"), "boot: object missing required field `cmdline`"),
     (lambda m: m.update(kernel="6.1"), "kernel: unknown field"),
-    (lambda m: m.update(schema=2), "schema 2 (this sage-image reads 1)"),
+    (lambda m: m.update(schema=1), "schema 1 (this sage-image reads 2)"),
     (lambda m: m["properties"].pop("build-tag"), "properties: missing build-tag"),
     (lambda m: m["properties"].update({"build-timestamp": "today"}),
      "properties: build-timestamp is not Unix seconds: 'today'"),

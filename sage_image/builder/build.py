@@ -128,6 +128,7 @@ class _Installed:
     packages: dict[str, str]
     package_arch: dict[str, str]
     python_packages: dict[str, str]
+    node_python_packages: dict[str, str]
     kernel_version: str | None
 
 
@@ -137,6 +138,8 @@ def _installed(paths: BuildPaths) -> _Installed:
                       package_arch=artifacts.package_architectures(status),
                       python_packages=artifacts.installed_python_packages(
                           paths.artifacts / "python-packages"),
+                      node_python_packages=artifacts.installed_python_packages(
+                          paths.artifacts / "node-python-packages"),
                       kernel_version=_kernel_version(paths))
 
 
@@ -175,6 +178,8 @@ def _final_properties(plan: BuildPlan, fetched: tuple[FetchedSource, ...]) -> di
     if plan.python and plan.python.lock:
         # One value pins every Python package (the lock is /opt/sage/requirements.txt too).
         properties["build-python-lock"] = pythonlock.lock_digest(plan.python.lock)
+    if plan.node_python and plan.node_python.lock:
+        properties["build-node-python-lock"] = pythonlock.lock_digest(plan.node_python.lock)
     return properties
 
 
@@ -214,6 +219,7 @@ def _manifest(plan: BuildPlan, fetched: tuple[FetchedSource, ...], properties: d
         layout=layout_manifest(plan.layout) if plan.layout else None,
         checks=plan.checks, packages=installed.packages,
         package_arch=installed.package_arch, python_packages=installed.python_packages,
+        node_python_packages=installed.node_python_packages,
         phases=phases, ntp=NtpEntry(servers=plan.ntp_servers, pool=plan.ntp_pool),
         firewall={r.kind: FirewallEntry(virt=r.virt, enabled=r.enabled) for r in plan.firewall},
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"), sbom=None)

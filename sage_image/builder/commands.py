@@ -120,6 +120,10 @@ def cmd_plan(args: argparse.Namespace, console: Console) -> int:
         rows.append(("python", f"{plan.python.venv} from {plan.python.lock} (Python "
                                f"{plan.python.python})" if plan.python.lock else
                      f"no Python lock for {plan.identity.release} in the catalog: the build refuses"))
+    if plan.node_python:
+        rows.append(("node python", f"{plan.node_python.venv} from {plan.node_python.lock}"
+                     if plan.node_python.lock else
+                     f"no node_python lock for {plan.identity.release}: the build refuses"))
     if plan.cuda:
         rows.append(("cuda", f"CUDA {plan.cuda.version}, NVIDIA driver {plan.cuda.driver}"
                              if plan.cuda.version else

@@ -26,6 +26,8 @@ from ..runner import stream
 from .plan import BuildPlan
 
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# sage-node's package (beside sage_image in this repository), installed by the sage element
+NODE_SOURCE = Path(__file__).resolve().parents[2] / "sage_node"
 HOOK_RE = re.compile(r"dib-run-parts Running \S*/([a-z-]+\.d)/(\S+)")
 HOOK_DONE_RE = re.compile(r"dib-run-parts (\S+) completed$")
 # The block-device step is DIB's Python package, not a hook: its logging lines name it
@@ -185,6 +187,12 @@ def dib_environment(plan: BuildPlan, paths: BuildPaths) -> dict[str, str]:
     if plan.python and plan.python.lock:
         env["SAGE_IMAGE_PYTHON_LOCK"] = str(plan.python.lock)
         env["SAGE_IMAGE_VENV"] = plan.python.venv  # build-artifacts lists its packages
+    if plan.node_python and plan.node_python.lock:
+        env["SAGE_IMAGE_NODE_PYTHON_LOCK"] = str(plan.node_python.lock)
+        env["SAGE_IMAGE_NODE_VENV"] = plan.node_python.venv  # build-artifacts lists it too
+        # sage-node itself: the package in this repository, installed into that venv
+        env["SAGE_IMAGE_NODE_SOURCE"] = str(NODE_SOURCE)
+    if (plan.python and plan.python.lock) or (plan.node_python and plan.node_python.lock):
         ca = host_ca_bundle()
         if ca:
             env["SAGE_IMAGE_PIP_CERT"] = str(ca)

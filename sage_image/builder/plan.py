@@ -15,7 +15,7 @@ import yaml
 
 from .. import __version__
 from ..catalog import Catalog, Release, Source
-from ..catalog.model import PARTITION_ROLES, Layout
+from ..catalog.model import PARTITION_ROLES, Layout, PythonEnv
 from ..errors import UsageError
 from ..outfolder import ImageIdentity
 from ..values import did_you_mean
@@ -122,6 +122,7 @@ class BuildPlan:
     save_layer: Path | None = None
     layer_only: bool = False
     python: PlannedPython | None = None
+    node_python: PlannedPython | None = None   # sage-node's venv (variants.*.node_python)
     cuda: PlannedCuda | None = None
     boot_cmdline: str = f"{BOOT_ARGS} console=ttyS0,115200"
     layout: Layout | None = None
@@ -171,7 +172,9 @@ def plan_build(catalog: Catalog, request: BuildRequest) -> BuildPlan:
         out_dir=request.out_dir or Path("out") / f"{release.name}-{variant}-{arch}",
         admin_keys=request.admin_keys, from_layer=request.from_layer,
         save_layer=request.save_layer, layer_only=request.layer_only, layout=layout,
-        python=_plan_python(catalog, request), cuda=cuda,
+        python=_plan_python(catalog.variant_python(request.variant), request),
+        node_python=_plan_python(catalog.variant_node_python(request.variant), request),
+        cuda=cuda,
         boot_cmdline=f"{BOOT_ARGS} console={catalog.arches[arch].console}"
                      + (f" {CUDA_CMDLINE}" if cuda else ""),
         ntp_servers=ntp_servers, ntp_pool=ntp_pool, firewall=firewall,
@@ -197,8 +200,7 @@ def _runtime_env(ntp_servers: tuple[str, ...], ntp_pool: bool,
     }
 
 
-def _plan_python(catalog: Catalog, request: BuildRequest) -> PlannedPython | None:
-    env = catalog.variant_python(request.variant)
+def _plan_python(env: PythonEnv | None, request: BuildRequest) -> PlannedPython | None:
     if env is None:
         return None
     lock = env.locks.get(request.release)
@@ -326,6 +328,10 @@ def _dib_env(catalog: Catalog, request: BuildRequest, release: Release) -> dict[
     if python:
         env["DIB_SAGE_VENV"] = python.venv
         env["DIB_SAGE_PIP_INDEX_URL"] = request.pip_index_url or python.index_url
+    node_python = catalog.variant_node_python(request.variant)
+    if node_python:
+        env["DIB_SAGE_NODE_VENV"] = node_python.venv
+        env["DIB_SAGE_NODE_PIP_INDEX_URL"] = request.pip_index_url or node_python.index_url
     if release.security_mirror:
         env["DIB_DEBIAN_SECURITY_MIRROR"] = release.security_mirror
     if catalog.builder.image_size_gb:

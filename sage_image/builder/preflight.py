@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from ..errors import PreflightError
+from .dib import NODE_SOURCE
 from .plan import BuildPlan
 
 REQUIRED_TOOLS = ("qemu-img", "debootstrap", "sfdisk", "losetup", "mount", "git", "sgdisk")
@@ -87,18 +88,24 @@ def check_layer(plan: BuildPlan) -> None:
 
 
 def check_python_lock(plan: BuildPlan) -> None:
-    """A variant with Python tools installs them only from a hash-pinned lock for its release."""
-    if plan.python is None:
-        return
+    """A variant with Python tools (or sage-node's venv) installs them only from a hash-pinned
+    lock for its release; sage-node's venv also needs sage-node's source."""
     variant, release = plan.identity.variant, plan.identity.release
-    if plan.python.lock is None:
-        raise PreflightError(
-            f"variant {variant} has no Python lock for release {release}",
-            hint=f"add variants.{variant}.python.locks.{release} to the catalog and "
-                 "run scripts/python-lock")
-    if not plan.python.lock.is_file():
-        raise PreflightError(f"Python lock {plan.python.lock} is missing",
-                             hint=f"run scripts/python-lock --release {release}")
+    for key, python in (("python", plan.python), ("node_python", plan.node_python)):
+        if python is None:
+            continue
+        if python.lock is None:
+            raise PreflightError(
+                f"variant {variant} has no {'Python' if key == 'python' else key} lock for "
+                f"release {release}",
+                hint=f"add variants.{variant}.{key}.locks.{release} to the catalog and "
+                     "run scripts/python-lock")
+        if not python.lock.is_file():
+            raise PreflightError(f"Python lock {python.lock} is missing",
+                                 hint=f"run scripts/python-lock --release {release}")
+    if plan.node_python and not (NODE_SOURCE / "pyproject.toml").is_file():
+        raise PreflightError(f"sage-node's source {NODE_SOURCE} is missing",
+                             hint="build from a checkout of sage-image-builder")
 
 
 def check_cuda(plan: BuildPlan) -> None:

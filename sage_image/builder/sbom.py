@@ -142,12 +142,18 @@ def _deb_components(manifest: Manifest) -> list[Component]:
 
 
 def _pypi_components(manifest: Manifest) -> list[Component]:
-    out = []
-    for name, version in manifest.python_packages.items():
-        purl = PackageURL("pypi", name=re.sub(r"[-_.]+", "-", name).lower(),
-                          version=version or None)
-        out.append(Component(type=ComponentType.LIBRARY, name=name, version=version or None,
-                             purl=purl, bom_ref=purl.to_string()))
+    """The Sage tools venv's packages, then sage-node's venv's (a package in both, at the same
+    version, is one component; at another version, two)."""
+    out, seen = [], set()
+    for packages in (manifest.python_packages, manifest.node_python_packages):
+        for name, version in packages.items():
+            purl = PackageURL("pypi", name=re.sub(r"[-_.]+", "-", name).lower(),
+                              version=version or None)
+            if purl.to_string() in seen:
+                continue
+            seen.add(purl.to_string())
+            out.append(Component(type=ComponentType.LIBRARY, name=name, version=version or None,
+                                 purl=purl, bom_ref=purl.to_string()))
     return out
 
 

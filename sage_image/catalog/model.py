@@ -386,6 +386,11 @@ class Variant:
         Section(PythonEnv), default=None,
         help="Python tools in a virtualenv first on cc's PATH (the system Python stays "
              "untouched); a variant without one inherits its parent's.")
+    node_python: PythonEnv | None = setting(
+        Section(PythonEnv), default=None,
+        help="sage-node's own virtualenv (its dependencies and the data-sharing service's "
+             "pins), not on cc's PATH, installed from its own lock like `python`; a variant "
+             "without one inherits its parent's.")
     image_extra_mb: int | None = setting(
         Whole(), default=None,
         help="More space (MiB) than the builder's for its root file system beyond its content; "
@@ -719,6 +724,13 @@ class Catalog:
         found = None
         for v in self.variant_chain(name):
             found = v.python or found
+        return found
+
+    def variant_node_python(self, name: str) -> PythonEnv | None:
+        """sage-node's venv, nearest along the chain (gpu inherits sage's)."""
+        found = None
+        for v in self.variant_chain(name):
+            found = v.node_python or found
         return found
 
     def variant_image_extra_mb(self, name: str) -> int:

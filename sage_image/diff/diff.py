@@ -102,7 +102,9 @@ def diff_manifests(old: Manifest, new: Manifest, *, old_label: str = "A",
                *_sets("check", old.checks, new.checks), *_sizes(old, new),
                *_sources(old.sources, new.sources),
                *_versions("package", old.packages, new.packages, _debian_order),
-               *_versions("python", old.python_packages, new.python_packages, _python_order)]
+               *_versions("python", old.python_packages, new.python_packages, _python_order),
+               *_versions("node python", old.node_python_packages, new.node_python_packages,
+                          _python_order)]
     return ManifestDiff(old=old_label, new=new_label, changes=tuple(changes))
 
 

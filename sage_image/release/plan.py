@@ -16,7 +16,7 @@ from pathlib import Path
 from ..builder.plan import parse_source_override
 from ..catalog import Catalog
 from ..catalog.elements import element_dirs
-from ..catalog.model import Variant
+from ..catalog.model import PythonEnv
 from ..errors import UsageError
 from ..values import as_plain, did_you_mean
 
@@ -168,13 +168,15 @@ def layer_key(catalog: Catalog, release: str, variant: str, arch: str, parent_ke
         "cuda": as_plain(own.cuda) if own.cuda else None, "parent": parent_key,
     }
     if own.python:  # only then: the keys of variants without Python tools stay as they were
-        data["python"] = _python_digest(own, release)
+        data["python"] = _python_digest(own.python, release)
+    if own.node_python:
+        data["node_python"] = _python_digest(own.node_python, release)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _python_digest(variant: Variant, release: str) -> str | None:
+def _python_digest(env: PythonEnv, release: str) -> str | None:
     """The variant's own Python lock for the release (its bytes decide what pip installs)."""
-    lock = variant.python.locks.get(release) if variant.python else None
+    lock = env.locks.get(release)
     if lock is None:
         return None
     return hashlib.sha256(_read(lock.file) if lock.file.is_file() else b"").hexdigest()[:16]

@@ -197,7 +197,8 @@ def test_an_asset_is_prepared_once_and_fails_each_check_that_uses_it(tmp_path: P
 def test_only_later_stage_checks_wait_for_cloud_init() -> None:
     checks = load_checks()
     waiting = {c.name for c in checks.values() if "cloud-init" in c.after}
-    assert waiting == {"sshd-hardened", "ssh-audit", "boot-units"}
+    # sage-node-up reads /etc/waggle, which cloud-init's final stage writes per instance
+    assert waiting == {"sshd-hardened", "ssh-audit", "boot-units", "sage-node-up"}
 
 
 def test_render_fills_known_placeholders_only() -> None:

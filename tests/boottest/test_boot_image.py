@@ -25,7 +25,7 @@ from tests.boottest.image_copies import copy_for_breaking, edit_root, read_root,
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/builder")
+BUILD_INPUTS = ("sage_image/catalog", "sage_image/elements", "sage_image/builder", "sage_node")
 SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "serial-autologin",
                "chrony", "firewall", "sshd-hardened", "ssh-hostkeys", "ssh-audit", "provenance",
                "provenance-values", "packages", "cc-snapshot", "cc-snapshot-deps", "partition-table",
@@ -33,13 +33,18 @@ SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "ser
                "docker-group", "docker-socket", "docker-run", "docker-firewall", "docker-compose",
                "sage-commands", "source-commits", "pywaggle-plugin", "sage-data-client",
                "virtual-waggle-report", "virtual-waggle-newplugin", "beehive-config",
-               "sage-ecr-config")
+               "sage-ecr-config", "sage-node-up", "sage-node-run", "sage-node-data",
+               "sage-node-exit-code", "sage-node-check", "sage-node-listeners")
 # Checks that need what broken_sage breaks first (cc's sudo, a running Docker for the docker
 # image's set-up, a boot where only one unit fails): broken_chameleon, with them intact, breaks
 # these instead.
 SUDO_CHECKS = ("firewall", "ssh-hostkeys", "ssh-audit", "cc-snapshot", "docker-firewall",
                "partition-table", "docker-compose", "boot-units")
 SITE_PACKAGES = "/opt/sage/venv/lib/python3.11/site-packages"
+# sage-node's checks need cc's Docker and a node that starts: broken_node breaks them instead.
+NODE_CHECKS = ("sage-node-up", "sage-node-run", "sage-node-data", "sage-node-exit-code",
+               "sage-node-check", "sage-node-listeners")
+NODE_PACKAGE = "/opt/sage/node/venv/lib/python3.11/site-packages/sage_node"
 # The wrapper as it was before issue 12: every command ran in the checkout, so newplugin wrote
 # the plugin into /opt/virtual-waggle (group-writable) instead of the user's directory.
 OLD_VIRTUAL_WAGGLE = "#!/bin/sh\ncd /opt/virtual-waggle || exit 1\nexec ./waggle-node \"$@\"\n"
@@ -173,7 +178,8 @@ EXPECTED_FAILURES = {
 
 
 def test_broken_image_fails_each_check_with_its_reason(broken_sage: Path) -> None:
-    names = ",".join([c for c in SAGE_CHECKS if c not in SUDO_CHECKS] + ["cuda-packages"])
+    names = ",".join([c for c in SAGE_CHECKS if c not in SUDO_CHECKS + NODE_CHECKS]
+                     + ["cuda-packages"])
     proc = sage_image("test", str(broken_sage), "--json", "--checks", names)
     assert proc.returncode == 1, proc.stderr
     report = json.loads(proc.stdout)
@@ -255,6 +261,84 @@ def test_broken_chameleon_image_fails_each_sudo_check(broken_chameleon: Path) ->
     assert "networking.service" in reasons["boot-units"] and "degraded" in reasons["boot-units"]
     assert "raw.githubusercontent.com/ChameleonCloud/cc-snapshot/master" in reasons["cc-snapshot"]
 
+
+
+@pytest.fixture(scope="session")
+def broken_node(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sage-node's checks but sage-node-run, each broken on its own, the node still starting:
+    Erlang's epmd.socket unmasked and enabled (it listens on every address at boot), the
+    ECR's description rule gone from `check`, the data-sharing service adding no vsn, `run`
+    losing the plugin's exit code, the service's metrics port on every address."""
+    work = tmp_path_factory.mktemp("broken-node")
+    raw, manifest = copy_for_breaking(built_sage, work / "out")
+    appspec = read_root(raw, f"{NODE_PACKAGE}/appspec.py")
+    control = read_root(raw, f"{NODE_PACKAGE}/control.py")
+    parts = read_root(raw, f"{NODE_PACKAGE}/parts.py")
+    dss = read_root(raw, "/opt/wes-data-sharing-service/main.py")
+    epmd = read_root(raw, "/lib/systemd/system/epmd.socket")
+    edits = {
+        f"{NODE_PACKAGE}/appspec.py": appspec.replace(
+            'REQUIRED_FIELDS = {"description": "str", "source": "dict"}',
+            'REQUIRED_FIELDS = {"source": "dict"}'),                            # sage-node-check
+        f"{NODE_PACKAGE}/control.py": control.replace(
+            "        return launched.runner.wait(name)\n",
+            "        launched.runner.wait(name)\n        return 0\n"),             # sage-node-exit-code
+        f"{NODE_PACKAGE}/parts.py": parts.replace(
+            '"METRICS_HOST": LOOPBACK', '"METRICS_HOST": "0.0.0.0"'),           # sage-node-listeners
+        "/opt/wes-data-sharing-service/main.py": dss.replace(
+            '"vsn": args.waggle_node_vsn', '"version": args.waggle_node_vsn'),  # sage-node-data
+    }
+    assert all(new != old for new, old in zip(edits.values(), (appspec, control, parts, dss),
+                                              strict=True)), "a break did not apply"
+    edit_root(raw, work, {
+        **{path: (text, 0o644) for path, text in edits.items()},
+        "/etc/systemd/system/epmd.socket": (epmd, 0o644),                      # sage-node-up
+        "/etc/systemd/system/sockets.target.wants/epmd.socket": (epmd, 0o644),
+    })
+    (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    return work / "out"
+
+
+NODE_FAILURES = {
+    "sage-node-up": "sage-node up does not start the node as cc: epmd.socket runs at boot",
+    "sage-node-check": "sage-node check does not apply the Edge Code Repository's rules: "
+                       "described: ok",
+    "sage-node-data": "the plugin's data did not come back through the node: data "
+                      "meta.vsn=None; query meta.vsn=",
+    "sage-node-exit-code": "a failing plugin's exit code or status is lost: run-exit=0",
+    "sage-node-listeners": "a sage-node port is open beyond loopback and the Docker bridge: "
+                           "outside: 0.0.0.0:18080",
+}
+
+
+def test_broken_node_image_fails_each_sage_node_check(broken_node: Path) -> None:
+    # sage-node-up's own break (epmd.socket at boot) does not stop the node: the others run
+    names = [c for c in NODE_CHECKS if c != "sage-node-run"]
+    proc = sage_image("test", str(broken_node), "--json",
+                      "--checks", ",".join(["cloud-init", "sage-node-run", *names]))
+    assert proc.returncode == 1, proc.stderr
+    reasons = {c["name"]: c["reason"] for c in json.loads(proc.stdout)["checks"]}
+    assert reasons.pop("cloud-init") is None and reasons.pop("sage-node-run") is None
+    wrong = {name: reasons.get(name) for name, expected in NODE_FAILURES.items()
+             if not (reasons.get(name) or "").startswith(expected)}
+    assert wrong == {}, wrong
+
+
+def test_without_the_plugin_base_a_new_app_does_not_run(built_sage: Path, tmp_path: Path) -> None:
+    """sage-node-run: the image's offline plugin base deleted (nothing can be pulled)."""
+    raw, manifest = copy_for_breaking(built_sage, tmp_path / "out")
+    config = read_root(raw, "/etc/sage-node/config.yaml")
+    archive = re.search(r"archive: (\S+)", config).group(1)
+    edit_root(raw, tmp_path, {archive: None})
+    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
+    proc = sage_image("test", str(tmp_path / "out"), "--json",
+                      "--checks", "cloud-init,sage-node-up,sage-node-run")
+    assert proc.returncode == 1
+    reasons = {c["name"]: c["reason"] for c in json.loads(proc.stdout)["checks"]}
+    assert reasons["sage-node-up"] is None
+    assert reasons["sage-node-run"].startswith("a new app does not run to completion with "
+                                               "sage-node run: ")
+    assert archive in reasons["sage-node-run"] and "missing" in reasons["sage-node-run"]
 
 def test_ssh_login_fails_when_sshd_refuses_cc(built_sage: Path, tmp_path: Path) -> None:
     raw, manifest = copy_for_breaking(built_sage, tmp_path / "out")

@@ -81,7 +81,8 @@ def test_the_cuda_image_gets_room_for_its_file_systems_overhead():
     failed with "No space left on device" copying the root in)."""
     extra = {v: plan_build(CATALOG, BuildRequest(release="bookworm", variant=v))
              .env["DIB_IMAGE_EXTRA_SIZE"] for v in ("base", "sage", "gpu")}
-    assert extra == {"base": "512", "sage": "512", "gpu": "1536"}
+    # sage: room for sage-node's Docker images and RabbitMQ's free-disk floor
+    assert extra == {"base": "512", "sage": "1024", "gpu": "1536"}
 
 
 def test_gpu_build_without_a_cuda_version_is_refused_before_building():
@@ -106,7 +107,7 @@ def test_sage_bookworm_plan_in_detail(catalog):
     assert "NoCloud" in plan.env["DIB_CLOUD_INIT_DATASOURCES"]
     assert [s.path for s in plan.sources] == ["/opt/cc-snapshot", "/opt/virtual-waggle",
                                              "/opt/beehive-server", "/opt/edge-plugins",
-                                             "/opt/sage-ecr"]
+                                             "/opt/sage-ecr", "/opt/wes-data-sharing-service"]
 
 
 def test_block_device_config_is_made_from_the_catalog_layout(catalog):
@@ -264,7 +265,7 @@ def test_provenance_values_survive_cc_snapshots_parser(catalog):
                                             timestamp=1700000000))
     fetched = tuple(FetchedSource(name=s.name, url=s.url, commit=c * 40, pinned=s.pinned,
                                   path=s.path, stand_in=c in "ab")
-                    for s, c in zip(plan.sources, "abcde", strict=True))
+                    for s, c in zip(plan.sources, "abcdef", strict=True))
     properties = _final_properties(plan, fetched)
     assert properties["build-source-cc-snapshot"] == "a" * 40
     assert properties["build-stand-ins"] == "cc-snapshot+waggle-node"

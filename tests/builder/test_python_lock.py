@@ -89,6 +89,7 @@ def test_the_lock_is_part_of_the_sage_layer_key_only(tmp_path: Path) -> None:
                                             f"file: {tmp_path}/lock.txt")
     (tmp_path / "catalog.yaml").write_text(text)
     shutil.copy(SAGE_PYTHON.locks["bookworm"].file, tmp_path / "lock.txt")
+    shutil.copytree(SAGE_PYTHON.locks["bookworm"].file.parent, tmp_path / "python")
     other = load_catalog(tmp_path / "catalog.yaml")
     base = layer_key(CATALOG, "bookworm", "base", "amd64", "")
     assert layer_key(other, "bookworm", "base", "amd64", "") == base
@@ -141,10 +142,16 @@ def test_newplugin_writes_into_the_users_directory(waggle_node: Path, tmp_path: 
     assert again.returncode == 1 and "lowercase letters" in again.stderr
 
 
-def test_image_readme_is_five_lines() -> None:
+def test_image_readme_leads_with_sage_node_and_labels_the_2020_stack() -> None:
     readme = (ELEMENTS / "sage" / "static" / "opt" / "sage" / "README").read_text()
     lines = readme.splitlines()
-    assert len(lines) == 5 and "newplugin" in lines[1] and "PYWAGGLE_LOG_DIR" in lines[3]
+    assert "sage-node" in lines[0] and lines[1].startswith("Start: sage-node up")
+    assert "sage-node new" in lines[2] and "sage-node run" in lines[3]
+    assert "PYWAGGLE_LOG_DIR" in lines[-2]
+    assert lines[-1].startswith("The 2020 stack") and "Virtual Waggle" in lines[-1] \
+        and "Beehive v1" in lines[-1]
+    motd = (ELEMENTS / "sage" / "install.d" / "62-sage-python").read_text()
+    assert "sage-node up" in motd and "2020 stack" in motd
 
 
 def test_dib_gets_the_lock_venv_and_the_hosts_ca_bundle(tmp_path: Path) -> None:
@@ -158,3 +165,76 @@ def test_dib_gets_the_lock_venv_and_the_hosts_ca_bundle(tmp_path: Path) -> None:
     base = plan_build(CATALOG, BuildRequest(release="bookworm", variant="base"))
     base_env = dib_environment(base, BuildPaths(work=tmp_path, dib_cache=tmp_path / "cache"))
     assert not {"SAGE_IMAGE_PYTHON_LOCK", "SAGE_IMAGE_VENV", "SAGE_IMAGE_PIP_CERT"} & set(base_env)
+
+
+# -- sage-node's venv (variants.sage.node_python) ------------------------------------------
+
+NODE_PYTHON = CATALOG.variants["sage"].node_python
+DSS_PINS = {"pywaggle": "0.54.", "pywagglemsg": "0.4.", "pika": "1.2.", "redis": "4.3.",
+            "prometheus-client": "0.14."}
+
+
+@pytest.mark.parametrize("release", sorted(NODE_PYTHON.locks))
+def test_every_node_lock_has_the_data_sharing_services_pins(release: str) -> None:
+    entries = {e.name: e for e in parse_lock(NODE_PYTHON.locks[release].file)}
+    wrong = {n: entries[n].version if n in entries else None for n, prefix in DSS_PINS.items()
+             if n not in entries or not entries[n].version.startswith(prefix)}
+    assert wrong == {}
+    # sage-node's own needs, and what builds it from source in the image
+    assert {"pyyaml", "setuptools", "wheel"} <= set(entries)
+    assert NODE_PYTHON.locks[release].python == SAGE_PYTHON.locks[release].python
+
+
+def test_the_dss_pins_are_its_requirements_txt() -> None:
+    pins = [ln for ln in (STANDIN_TEMPLATES / "wes-data-sharing-service" / "requirements.txt")
+            .read_text().splitlines() if ln and not ln.startswith(("#", "coverage"))]
+    assert sorted(pins) == sorted(r for r in NODE_PYTHON.requirements if "==" in r)
+
+
+def test_plan_and_dib_carry_the_node_venv_its_lock_and_source(tmp_path: Path) -> None:
+    from sage_image.builder.dib import NODE_SOURCE, BuildPaths, dib_environment
+
+    plan = plan_build(CATALOG, BuildRequest(release="bookworm", variant="sage"))
+    assert plan.node_python.venv == "/opt/sage/node/venv"
+    assert plan.node_python.lock == NODE_PYTHON.locks["bookworm"].file
+    assert plan.env["DIB_SAGE_NODE_VENV"] == "/opt/sage/node/venv"
+    env = dib_environment(plan, BuildPaths(work=tmp_path, dib_cache=tmp_path / "cache"))
+    assert env["SAGE_IMAGE_NODE_PYTHON_LOCK"] == str(NODE_PYTHON.locks["bookworm"].file)
+    assert env["SAGE_IMAGE_NODE_SOURCE"] == str(NODE_SOURCE)
+    assert (NODE_SOURCE / "pyproject.toml").is_file() and (NODE_SOURCE / "cli.py").is_file()
+    gpu = plan_build(CATALOG, BuildRequest(release="bookworm", variant="gpu"))
+    assert gpu.node_python.venv == "/opt/sage/node/venv"            # inherited from sage
+    base = plan_build(CATALOG, BuildRequest(release="bookworm", variant="base"))
+    assert base.node_python is None and "DIB_SAGE_NODE_VENV" not in base.env
+    assert "SAGE_IMAGE_NODE_SOURCE" not in dib_environment(
+        base, BuildPaths(work=tmp_path, dib_cache=tmp_path / "cache"))
+
+
+def test_a_missing_node_lock_is_refused_before_building(tmp_path: Path) -> None:
+    text = CATALOG.path.read_text().replace("file: python/node-bookworm.txt",
+                                            f"file: {tmp_path}/missing.txt")
+    (tmp_path / "catalog.yaml").write_text(text)
+    shutil.copytree(SAGE_PYTHON.locks["bookworm"].file.parent, tmp_path / "python")
+    plan = plan_build(load_catalog(tmp_path / "catalog.yaml"),
+                      BuildRequest(release="bookworm", variant="sage"))
+    with pytest.raises(PreflightError, match="missing.txt is missing"):
+        preflight.check_python_lock(plan)
+    line = '        bookworm: {python: "3.11", glibc: "2.36", file: python/node-bookworm.txt}\n'
+    assert line in CATALOG.path.read_text()
+    (tmp_path / "catalog.yaml").write_text(CATALOG.path.read_text().replace(line, ""))
+    plan = plan_build(load_catalog(tmp_path / "catalog.yaml"),
+                      BuildRequest(release="bookworm", variant="sage"))
+    with pytest.raises(PreflightError, match="variant sage has no node_python lock for release "
+                                             "bookworm"):
+        preflight.check_python_lock(plan)
+
+
+def test_node_venv_packages_are_compared_with_the_manifest() -> None:
+    manifest = contract.manifest(packages={"bash": "5.2"}, python_packages={"pika": "1.4.4"},
+                                 node_python_packages={"pika": "1.2.1", "redis": "4.3.6"})
+    guest = "ii |bash|5.2\npy|pika|1.4.4\nnode|pika|1.2.1\nnode|redis|4.3.6\n"
+    assert compare_packages(guest, manifest) is None
+    assert compare_packages(guest.replace("node|pika|1.2.1", "node|pika|1.4.4"), manifest) == \
+        "node python pika: image 1.4.4 != manifest 1.2.1"
+    assert compare_packages(guest.replace("node|redis|4.3.6\n", ""), manifest) == \
+        "missing in image: node python redis 4.3.6"

@@ -112,3 +112,16 @@ def test_the_validator_can_fail(sbom_text):
     doc = json.loads(sbom_text)
     doc["components"][0]["type"] = "not-a-type"
     assert _errors(json.dumps(doc))
+
+
+def test_node_venv_packages_are_components_once_each(manifest):
+    with_node = contract.replace(
+        manifest, python_packages={"pika": "1.4.4", "pywaggle": "0.56.3"},
+        node_python_packages={"pika": "1.2.1", "pywaggle": "0.56.3", "redis": "4.3.6"})
+    text = sbom_json(with_node)
+    refs = [c["bom-ref"] for c in json.loads(text)["components"]
+            if c["bom-ref"].startswith("pkg:pypi/")]
+    # both pikas (two versions), one pywaggle (the same in both venvs), redis
+    assert sorted(refs) == ["pkg:pypi/pika@1.2.1", "pkg:pypi/pika@1.4.4",
+                            "pkg:pypi/pywaggle@0.56.3", "pkg:pypi/redis@4.3.6"]
+    assert _errors(text) == []

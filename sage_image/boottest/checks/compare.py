@@ -30,9 +30,11 @@ def compare_provenance(output: str, manifest: Manifest) -> str | None:
 
 def compare_packages(output: str, manifest: Manifest) -> str | None:
     """Debian packages ("ii|name|version") against manifest.packages and, when the image has a
-    Python venv, its packages ("py|name|version") against manifest.python_packages."""
+    Python venv, its packages ("py|name|version") against manifest.python_packages, and
+    sage-node's venv ("node|name|version") against manifest.node_python_packages."""
     debian: dict[str, str] = {}
     python: dict[str, str] = {}
+    node: dict[str, str] = {}
     for line in output.splitlines():
         parts = line.split("|")
         if len(parts) != 3:
@@ -42,10 +44,13 @@ def compare_packages(output: str, manifest: Manifest) -> str | None:
             debian[parts[1]] = parts[2]
         elif parts[0] == "py":
             python[canonical(parts[1])] = parts[2]
+        elif parts[0] == "node":
+            node[canonical(parts[1])] = parts[2]
     if not debian:
         return f"no package list from the guest: {_first_line(output)}"
     diffs = _package_diffs(debian, manifest.packages, "")
     diffs += _package_diffs(python, manifest.python_packages, "python ")
+    diffs += _package_diffs(node, manifest.node_python_packages, "node python ")
     return _summary(diffs)
 
 
