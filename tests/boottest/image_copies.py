@@ -55,8 +55,9 @@ def write_broken(raw: Path, manifest: Manifest, **changes: Any) -> Path:
 
 
 def edit_root(raw: Path, work: Path, files: dict[str, tuple[str, int] | None],
-          mkdirs: tuple[str, ...] = ()) -> None:
-    """Write (content, mode) or delete (None) files in the image's root fs with debugfs -w."""
+              mkdirs: tuple[str, ...] = (), symlinks: dict[str, str] | None = None) -> None:
+    """Write (content, mode) or delete (None) files in the image's root fs with debugfs -w;
+    make `symlinks` (path -> target) after them."""
     root = find_root(inspect_disk(raw))
     commands = [f"mkdir {d}" for d in mkdirs]
     for i, (path, spec) in enumerate(files.items()):
@@ -66,6 +67,7 @@ def edit_root(raw: Path, work: Path, files: dict[str, tuple[str, int] | None],
             local.write_text(spec[0])
             local.chmod(spec[1])
             commands.append(f"write {local} {path}")
+    commands += [f"symlink {path} {target}" for path, target in (symlinks or {}).items()]
     script = work / "debugfs.cmds"
     script.write_text("\n".join(commands) + "\n")
     subprocess.run(["debugfs", "-w", "-f", str(script), f"{raw}?offset={root.offset}"],

@@ -275,7 +275,6 @@ def broken_node(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     control = read_root(raw, f"{NODE_PACKAGE}/control.py")
     parts = read_root(raw, f"{NODE_PACKAGE}/parts.py")
     dss = read_root(raw, "/opt/wes-data-sharing-service/main.py")
-    epmd = read_root(raw, "/lib/systemd/system/epmd.socket")
     edits = {
         f"{NODE_PACKAGE}/appspec.py": appspec.replace(
             'REQUIRED_FIELDS = {"description": "str", "source": "dict"}',
@@ -290,11 +289,13 @@ def broken_node(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     }
     assert all(new != old for new, old in zip(edits.values(), (appspec, control, parts, dss),
                                               strict=True)), "a break did not apply"
-    edit_root(raw, work, {
-        **{path: (text, 0o644) for path, text in edits.items()},
-        "/etc/systemd/system/epmd.socket": (epmd, 0o644),                      # sage-node-up
-        "/etc/systemd/system/sockets.target.wants/epmd.socket": (epmd, 0o644),
-    })
+    # sage-node-up: epmd.socket (and the service it starts) unmasked, the socket enabled (what
+    # `systemctl enable` links)
+    edit_root(raw, work, {**{path: (text, 0o644) for path, text in edits.items()},
+                          "/etc/systemd/system/epmd.socket": None,
+                          "/etc/systemd/system/epmd.service": None},
+              symlinks={"/etc/systemd/system/sockets.target.wants/epmd.socket":
+                        "/lib/systemd/system/epmd.socket"})
     (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return work / "out"
 
@@ -305,7 +306,8 @@ NODE_FAILURES = {
                        "described: ok",
     "sage-node-data": "the plugin's data did not come back through the node: data "
                       "meta.vsn=None; query meta.vsn=",
-    "sage-node-exit-code": "a failing plugin's exit code or status is lost: run-exit=0",
+    "sage-node-exit-code": "a failing plugin's exit code or status is lost: run-exit=0 "
+                           "ps=Failed logs=failing on purpose",
     "sage-node-listeners": "a sage-node port is open beyond loopback and the Docker bridge: "
                            "outside: 0.0.0.0:18080",
 }
