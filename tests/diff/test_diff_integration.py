@@ -58,7 +58,7 @@ def base_build(sage_release, sage_manifest, tmp_path_factory) -> Path:
         layer=LayerInfo(only=True, from_=None, saved=None),
         sources={s["name"]: sage_manifest.sources[s["name"]] for s in plan["sources"]},
         packages=installed_packages(status), package_arch=package_architectures(status),
-        python_packages={}, properties={})
+        python_packages={}, properties=plan["properties"])
     return contract.write_build(out, contract.replace(manifest, sbom=write_sbom(manifest, out)))
 
 
