@@ -296,8 +296,7 @@ def broken_node(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> P
                           "/etc/systemd/system/epmd.service": None},
               symlinks={"/etc/systemd/system/sockets.target.wants/epmd.socket":
                         "/lib/systemd/system/epmd.socket"})
-    (work / "out" / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    return work / "out"
+    return write_broken(raw, manifest)
 
 
 NODE_FAILURES = {
@@ -332,8 +331,7 @@ def test_without_the_plugin_base_a_new_app_does_not_run(built_sage: Path, tmp_pa
     config = read_root(raw, "/etc/sage-node/config.yaml")
     archive = re.search(r"archive: (\S+)", config).group(1)
     edit_root(raw, tmp_path, {archive: None})
-    (tmp_path / "out" / "manifest.json").write_text(json.dumps(manifest))
-    proc = sage_image("test", str(tmp_path / "out"), "--json",
+    proc = sage_image("test", str(write_broken(raw, manifest)), "--json",
                       "--checks", "cloud-init,sage-node-up,sage-node-run")
     assert proc.returncode == 1
     reasons = {c["name"]: c["reason"] for c in json.loads(proc.stdout)["checks"]}
