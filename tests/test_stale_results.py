@@ -74,8 +74,9 @@ def test_a_new_check_and_a_new_tester_each_mean_testing_again(tested_build: Path
                                                                tmp_path: Path) -> None:
     catalog = yaml.safe_load(load_catalog().path.read_text())
     catalog["variants"]["sage"]["checks"].append("cuda-packages")  # a check the variant gains
-    for lock in catalog["variants"]["sage"]["python"]["locks"].values():
-        lock["file"] = str(load_catalog().path.parent / lock["file"])
+    for venv in ("python", "node_python"):
+        for lock in catalog["variants"]["sage"][venv]["locks"].values():
+            lock["file"] = str(load_catalog().path.parent / lock["file"])
     catalog_copy = tmp_path / "catalog.yaml"
     catalog_copy.write_text(yaml.safe_dump(catalog, sort_keys=False))
     assert reusable_test(tested_build, load_catalog(catalog_copy), load_checks())[1] == \

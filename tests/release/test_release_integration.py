@@ -85,8 +85,9 @@ def test_a_changed_check_is_run_again_and_a_failing_definition_fails_the_release
     catalog = yaml.safe_load(load_catalog().path.read_text())
     catalog["variants"]["base"]["checks"] = ["ssh-login", "hostname"]
     catalog["variants"]["sage"]["checks"] = []
-    for lock in catalog["variants"]["sage"]["python"]["locks"].values():
-        lock["file"] = str(load_catalog().path.parent / lock["file"])  # the same lock files
+    for venv in ("python", "node_python"):
+        for lock in catalog["variants"]["sage"][venv]["locks"].values():
+            lock["file"] = str(load_catalog().path.parent / lock["file"])  # the same lock files
     (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False))
     options = ("--catalog", str(tmp_path / "catalog.yaml"))
 
