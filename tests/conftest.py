@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,22 @@ SOURCE_NAMES = ("cc-snapshot", "waggle-node", "beehive-server", "edge-plugins", 
                 "wes-data-sharing-service")
 TEST_CACHE = Path(os.environ.get("SAGE_IMAGE_TEST_CACHE",
                                  Path.home() / ".cache" / "sage-image" / "test-builds"))
+
+
+# What the slow tests need free where they write (the temp folder and ~/.cache: one file system
+# here). Below it they fail in many ways at once - builds refuse at their min_free_gb, Swift
+# answers 507 inside its 1 % fallocate_reserve - so the run stops first with one line instead.
+SLOW_TESTS_FREE_GIB = 20
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if not any(item.get_closest_marker("slow") for item in session.items):
+        return
+    where = Path(tempfile.gettempdir())
+    free_gib = shutil.disk_usage(where).free / 2**30
+    if free_gib < SLOW_TESTS_FREE_GIB:
+        pytest.exit(f"the slow tests need {SLOW_TESTS_FREE_GIB} GiB free in {where}, there are "
+                    f"{free_gib:.1f}: free some space (or run -m 'not slow')", returncode=2)
 
 
 def _tree_hash(paths: list[Path]) -> str:
