@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def run_once(out: Path, *, firmware: bool, accel: str, boot_timeout: float, uefi: bool = False,
-             checks: str = "") -> dict:
+             checks: str = "", memory_mb: int | None = None) -> dict:
     # A hard-linked copy: results go there, the shared build folder is left alone.
     with tempfile.TemporaryDirectory(prefix="bench-boot-") as tmp:
         copy = Path(tmp) / out.name
@@ -39,6 +39,7 @@ def run_once(out: Path, *, firmware: bool, accel: str, boot_timeout: float, uefi
         argv += ["--firmware"] if firmware else []
         argv += ["--uefi"] if uefi else []
         argv += ["--checks", checks] if checks else []
+        argv += ["--memory", str(memory_mb)] if memory_mb else []
         load = os.getloadavg()[0]
         start = time.monotonic()
         proc = subprocess.run(argv, capture_output=True, text=True, cwd=REPO)

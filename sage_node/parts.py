@@ -140,8 +140,12 @@ def plan(config: NodeConfig, identity: NodeIdentity, secrets: broker.Secrets,
             "RABBITMQ_LOGS": "-",
             "RABBITMQ_NODENAME": broker.NODE_NAME,
             "RABBITMQ_DIST_PORT": str(p.erlang_dist),
-            # Erlang distribution on loopback only (by default it listens on every address)
-            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
+            # Erlang distribution on loopback only (by default it listens on every address);
+            # schedulers that sleep instead of spinning when idle (+sbwt none ...): the node
+            # shares a few CPUs with the plugins and their builds, as RabbitMQ's docs advise
+            # for shared hosts
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1} "
+                                                   "+sbwt none +sbwtdcpu none +sbwtdio none",
         }, rmq, Probe("amqp", p.amqp, "service", secrets.service_password),
              tuple(f"{a}:{port}" for port in (p.amqp, p.mqtt) for a in addresses)
              + (f"{LOOPBACK}:{p.management}", f"{LOOPBACK}:{p.prometheus}",

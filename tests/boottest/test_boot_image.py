@@ -33,7 +33,7 @@ SAGE_CHECKS = ("cloud-init", "hostname", "ssh-login", "sudo", "cc-account", "ser
                "docker-group", "docker-socket", "docker-run", "docker-firewall", "docker-compose",
                "sage-commands", "source-commits", "pywaggle-plugin", "sage-data-client",
                "virtual-waggle-report", "virtual-waggle-newplugin", "beehive-config",
-               "sage-ecr-config", "sage-node-up", "sage-node-run", "sage-node-data",
+               "sage-ecr-config", "sage-node-up", "sage-node-build", "sage-node-run", "sage-node-data",
                "sage-node-exit-code", "sage-node-check", "sage-node-listeners")
 # Checks that need what broken_sage breaks first (cc's sudo, a running Docker for the docker
 # image's set-up, a boot where only one unit fails): broken_chameleon, with them intact, breaks
@@ -42,8 +42,8 @@ SUDO_CHECKS = ("firewall", "ssh-hostkeys", "ssh-audit", "cc-snapshot", "docker-f
                "partition-table", "docker-compose", "boot-units")
 SITE_PACKAGES = "/opt/sage/venv/lib/python3.11/site-packages"
 # sage-node's checks need cc's Docker and a node that starts: broken_node breaks them instead.
-NODE_CHECKS = ("sage-node-up", "sage-node-run", "sage-node-data", "sage-node-exit-code",
-               "sage-node-check", "sage-node-listeners")
+NODE_CHECKS = ("sage-node-up", "sage-node-build", "sage-node-run", "sage-node-data",
+               "sage-node-exit-code", "sage-node-check", "sage-node-listeners")
 NODE_PACKAGE = "/opt/sage/node/venv/lib/python3.11/site-packages/sage_node"
 # The wrapper as it was before issue 12: every command ran in the checkout, so newplugin wrote
 # the plugin into /opt/virtual-waggle (group-writable) instead of the user's directory.
@@ -265,7 +265,8 @@ def test_broken_chameleon_image_fails_each_sudo_check(broken_chameleon: Path) ->
 
 @pytest.fixture(scope="session")
 def broken_node(built_sage: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """sage-node's checks but sage-node-run, each broken on its own, the node still starting:
+    """sage-node's checks but sage-node-build and -run, each broken on its own, the node still
+    starting:
     Erlang's epmd.socket unmasked and enabled (it listens on every address at boot), the
     ECR's description rule gone from `check`, the data-sharing service adding no vsn, `run`
     losing the plugin's exit code, the service's metrics port on every address."""
@@ -314,31 +315,28 @@ NODE_FAILURES = {
 
 def test_broken_node_image_fails_each_sage_node_check(broken_node: Path) -> None:
     # sage-node-up's own break (epmd.socket at boot) does not stop the node: the others run
-    names = [c for c in NODE_CHECKS if c != "sage-node-run"]
     proc = sage_image("test", str(broken_node), "--json",
-                      "--checks", ",".join(["cloud-init", "sage-node-run", *names]))
+                      "--checks", ",".join(["cloud-init", *NODE_CHECKS]))
     assert proc.returncode == 1, proc.stderr
     reasons = {c["name"]: c["reason"] for c in json.loads(proc.stdout)["checks"]}
-    assert reasons.pop("cloud-init") is None and reasons.pop("sage-node-run") is None
+    assert [reasons.pop(c) for c in ("cloud-init", "sage-node-build", "sage-node-run")] == [None] * 3
     wrong = {name: reasons.get(name) for name, expected in NODE_FAILURES.items()
              if not (reasons.get(name) or "").startswith(expected)}
     assert wrong == {}, wrong
 
 
 def test_without_the_plugin_base_a_new_app_does_not_run(built_sage: Path, tmp_path: Path) -> None:
-    """sage-node-run: the image's offline plugin base deleted (nothing can be pulled)."""
+    """sage-node-build: the image's offline plugin base deleted (nothing can be pulled)."""
     raw, manifest = copy_for_breaking(built_sage, tmp_path / "out")
     config = read_root(raw, "/etc/sage-node/config.yaml")
     archive = re.search(r"archive: (\S+)", config).group(1)
     edit_root(raw, tmp_path, {archive: None})
     proc = sage_image("test", str(write_broken(raw, manifest)), "--json",
-                      "--checks", "cloud-init,sage-node-up,sage-node-run")
+                      "--checks", "sage-node-build")
     assert proc.returncode == 1
-    reasons = {c["name"]: c["reason"] for c in json.loads(proc.stdout)["checks"]}
-    assert reasons["sage-node-up"] is None
-    assert reasons["sage-node-run"].startswith("a new app does not run to completion with "
-                                               "sage-node run: ")
-    assert archive in reasons["sage-node-run"] and "missing" in reasons["sage-node-run"]
+    reason = json.loads(proc.stdout)["checks"][0]["reason"]
+    assert reason.startswith("a new app does not build offline with sage-node build: ")
+    assert archive in reason and "missing" in reason
 
 def test_ssh_login_fails_when_sshd_refuses_cc(built_sage: Path, tmp_path: Path) -> None:
     raw, manifest = copy_for_breaking(built_sage, tmp_path / "out")
