@@ -37,11 +37,21 @@ def run(argv: Sequence[str | os.PathLike[str]], *, env: Mapping[str, str] | None
         raise CommandError(f"{args[0]} timed out after {timeout:.0f}s", argv=args,
                            returncode=-1) from exc
     if check and proc.returncode != 0:
-        output = (proc.stderr or "") + (proc.stdout or "")
-        last = [ln for ln in output.splitlines() if ln.strip()][-1:] or ["no output"]
-        raise CommandError(f"{os.path.basename(args[0])} failed (exit {proc.returncode}): {last[0]}",
-                           argv=args, returncode=proc.returncode, output_tail=output[-2000:])
+        raise failed(proc)
     return proc
+
+
+def failed(proc: subprocess.CompletedProcess[str]) -> CommandError:
+    """The error for a command `run` ran that exited non-zero (for callers that use check=False
+    to let some failures through)."""
+    args = [str(a) for a in proc.args]
+    output = (proc.stderr or "") + (proc.stdout or "")
+    # the message is the last line of what it said on stderr, where there is any: `docker
+    # inspect` of a missing name ends its stdout with the "]" of the objects it did find
+    said = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
+    last = said[-1:] or [ln for ln in output.splitlines() if ln.strip()][-1:] or ["no output"]
+    return CommandError(f"{os.path.basename(args[0])} failed (exit {proc.returncode}): {last[0]}",
+                        argv=args, returncode=proc.returncode, output_tail=output[-2000:])
 
 
 def _stat(pid: int) -> tuple[str, int] | None:

@@ -25,6 +25,9 @@ from .errors import CommandError, PluginError, UsageError
 from .plugins import HOME_LABEL, ContainerSpec
 
 IMAGE_COMPONENT = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+# What Docker says of a container removed meanwhile: `inspect` ("Error: No such object: NAME"),
+# `rm` ("Error response from daemon: No such container: NAME").
+GONE = re.compile(r"No such (object|container)")
 # What the plugin base's root file system needs to be an image like python:3.11: its venv
 # (pywaggle) first on PATH, so `pip3 install` and `python3` in a Dockerfile use it.
 BASE_CHANGES = ("--change", "ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
@@ -159,16 +162,24 @@ class DockerRunner:
     def remove(self, name: str) -> bool:
         if not self._exists(name):
             return False
-        self._run("rm", "--force", name)
-        return True
+        # it can go meanwhile (another sage-node removing the same finished plugin)
+        result = proc.run([self.docker, "rm", "--force", name], check=False)
+        if result.returncode != 0 and not GONE.search(result.stderr):
+            raise proc.failed(result)
+        return result.returncode == 0
 
     def states(self) -> list[PluginState]:
         names = self._run("ps", "--all", "--filter", f"label={HOME_LABEL}={self.home}",
                           "--format", "{{.Names}}").split()
         if not names:
             return []
+        # A container can go between `ps` and `inspect` (another sage-node's `run` removing
+        # its finished plugin): inspect still prints the others, and exits 1 for the gone one.
+        result = proc.run([self.docker, "inspect", *names], check=False)
+        if result.returncode != 0 and not GONE.search(result.stderr):
+            raise proc.failed(result)
         found = []
-        for item in json.loads(self._run("inspect", *names)):
+        for item in json.loads(result.stdout or "[]"):
             state = item["State"]
             status, code = state.get("Status"), state.get("ExitCode")
             phase = {"created": "Pending", "running": "Running", "restarting": "Running",

@@ -9,9 +9,9 @@ import pytest
 
 from sage_node.config import NodeIdentity
 from sage_node.control import go_duration, ps_rows, tabwrite
-from sage_node.errors import UsageError
+from sage_node.errors import CommandError, UsageError
 from sage_node.plugins import PluginRequest, app_meta, container_spec, image_tag, parse_env, plugin_name
-from sage_node.runners import PluginState, create_argv, dockerfile_command
+from sage_node.runners import DockerRunner, PluginState, create_argv, dockerfile_command
 
 IDENTITY = NodeIdentity(node_id="000048b02d05a0a4", vsn="W02E")
 
@@ -137,3 +137,41 @@ def test_a_plugin_is_not_started_where_rabbitmq_would_block_it(tmp_path, monkeyp
     monkeypatch.setattr(real_shutil, "disk_usage", lambda _p: usage(10**9, 10**9, 60 * 2**20))
     with pytest.raises(NodeError, match="only 60 MB free .* RabbitMQ blocks publishers"):
         control.check_disk(config)
+
+
+# Docker's own output for a plugin removed between `ps` and `inspect` (another sage-node's
+# `run` removing its finished plugin; seen in the boot test, where two `run`s overlap). No
+# Docker engine runs on the build host: the real one is the boot test's (sage-node-run and
+# sage-node-exit-code run at the same time there).
+FAKE_DOCKER = """#!/bin/sh
+case "$1" in
+  ps) printf 'fail3\\nhello\\n' ;;
+  inspect) cat <<'JSON'
+[{"Name": "/fail3", "State": {"Status": "exited", "ExitCode": 3,
+  "StartedAt": "2026-12-05T07:00:00.1Z", "FinishedAt": "2026-12-05T07:00:01.2Z"}}]
+JSON
+    echo "$INSPECT_ERROR" >&2; exit 1 ;;
+  rm) echo "Error response from daemon: No such container: $3" >&2; exit 1 ;;
+esac
+"""
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    path = tmp_path / "docker"
+    path.write_text(FAKE_DOCKER)
+    path.chmod(0o755)
+    return DockerRunner(home=tmp_path, broker_host="172.17.0.1", base_image="base",
+                        base_archive=tmp_path / "base.tar", docker=str(path))
+
+
+def test_a_plugin_removed_meanwhile_is_left_out(fake_docker, monkeypatch):
+    monkeypatch.setenv("INSPECT_ERROR", "Error: No such object: hello")
+    assert [(s.name, s.phase, s.exit_code) for s in fake_docker.states()] == [("fail3", "Failed", 3)]
+    assert fake_docker.remove("fail3") is False  # gone before `rm` came
+
+
+def test_other_docker_failures_still_fail(fake_docker, monkeypatch):
+    monkeypatch.setenv("INSPECT_ERROR", "Cannot connect to the Docker daemon")
+    with pytest.raises(CommandError, match="Cannot connect to the Docker daemon"):
+        fake_docker.states()
