@@ -166,7 +166,7 @@ BROKEN = [
     ("    os_purpose: generic", "    os_purpose: oldgeneric",
      "variants.base.os_purpose: unknown os_purpose 'oldgeneric'"),
     ("    os_purpose: custom   # an appliance: none of the standard's other purposes\n"
-     "    min_ram: 2048", "    os_purpose: custom\n    min_ram: 32",
+     "    min_ram: 512", "    os_purpose: custom\n    min_ram: 32",
      "variants.sage.min_ram: expected 64..1048576, got 32"),
     ("    os_purpose: gpu\n", "", "variants.gpu: missing required setting 'os_purpose'"),
 ]
@@ -185,6 +185,6 @@ def test_a_broken_metadata_policy_is_refused_naming_the_setting(tmp_path, old, n
 
 def test_the_shipped_policy(catalog):
     assert {n: (v.os_purpose, v.min_ram) for n, v in catalog.variants.items()} == {
-        "base": ("generic", 2048), "sage": ("custom", 2048), "gpu": ("gpu", 2048)}
+        "base": ("generic", 512), "sage": ("custom", 512), "gpu": ("gpu", 2048)}
     assert catalog.publish.container == "sage-images"
     assert dict(catalog.publish.metadata.site_kinds) == {"kvm": {"hypervisor_type": "kvm"}}
