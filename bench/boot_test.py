@@ -72,7 +72,7 @@ def markdown(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[1])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path, help="a build output folder (manifest.json)")
     parser.add_argument("--runs", type=int, default=1, help="direct-boot runs (default 1)")
     parser.add_argument("--firmware-runs", type=int, default=1,
